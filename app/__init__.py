@@ -1,0 +1,1 @@
+"""mvct-guide's shell: command line, HTTP service, database, files."""

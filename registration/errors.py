@@ -1,0 +1,42 @@
+"""The exceptions raised by the registration core.
+
+Every message names the bad value (and the file, where there is one) and says what to do,
+because the service shows these words unchanged to a therapist at the console.
+
+    RegistrationError                 base of everything raised on purpose by this package
+    ├── InputError                    the caller's images or options cannot be used (exit 2, HTTP 4xx)
+    │   ├── DicomSeriesError          a DICOM series is incomplete, mixed, tilted, compressed, ...
+    │   ├── SeriesSelectionError      several CT series were given and none was named
+    │   └── UnsupportedPositionError  a Patient Position other than HFS, HFP, FFS, FFP
+    └── RegistrationFailedError       elastix ran but produced no usable transform
+"""
+
+from __future__ import annotations
+
+
+class RegistrationError(Exception):
+    """Base class of the errors this package raises on purpose."""
+
+
+class InputError(RegistrationError, ValueError):
+    """The images or options given cannot be used; the message says why and what to do."""
+
+
+class DicomSeriesError(InputError):
+    """A DICOM CT series cannot be turned into a volume safely."""
+
+
+class SeriesSelectionError(InputError):
+    """Several CT series were found and the caller must name one of them."""
+
+    def __init__(self, message: str, series_uids: tuple[str, ...]) -> None:
+        super().__init__(message)
+        self.series_uids = series_uids
+
+
+class UnsupportedPositionError(InputError):
+    """The Patient Position is not one of HFS, HFP, FFS, FFP."""
+
+
+class RegistrationFailedError(RegistrationError, RuntimeError):
+    """The optimiser did not produce a usable transform (e.g. no image overlap)."""
