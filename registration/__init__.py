@@ -1,4 +1,4 @@
-"""mvct-guide's pure core: read CT series, register MVCT to planning CT, compute the couch correction.
+"""mvct-guide's pure core: read CT series, register MVCT to planning CT, couch correction.
 
 Nothing here imports a web framework, a database or does I/O at import time.
 """

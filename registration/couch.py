@@ -127,7 +127,7 @@ def couch_correction_for_dof(
     position: PatientPosition,
     dof: Dof,
 ) -> CouchCorrection:
-    """The correction a couch with ``dof`` degrees of freedom should apply (refitted, not truncated)."""
+    """The correction a couch with ``dof`` degrees of freedom should apply (refitted)."""
     full = couch_correction_6dof(planning_to_daily, isocenter, position)
     if dof is Dof.SIX:
         return full
@@ -154,9 +154,9 @@ def correction_as_planning_to_daily(
     Used to turn a physician's adjusted correction back into a matrix, and by tests.
     """
     a = lps_to_iec_matrix(position)
-    rot_corr_lps = a.T @ iec_rotation_matrix(
-        correction.pitch_deg, correction.roll_deg, correction.yaw_deg
-    ) @ a
+    rot_corr_lps = (
+        a.T @ iec_rotation_matrix(correction.pitch_deg, correction.roll_deg, correction.yaw_deg) @ a
+    )
     rot_anatomy_lps = rot_corr_lps.T
     d_lps = -(a.T @ correction.translation.as_array())
     iso = isocenter.as_array()

@@ -4,7 +4,7 @@ Every message names the bad value (and the file, where there is one) and says wh
 because the service shows these words unchanged to a therapist at the console.
 
     RegistrationError                 base of everything raised on purpose by this package
-    ├── InputError                    the caller's images or options cannot be used (exit 2, HTTP 4xx)
+    ├── InputError                    images or options unusable (exit 2, HTTP 4xx)
     │   ├── DicomSeriesError          a DICOM series is incomplete, mixed, tilted, compressed, ...
     │   ├── SeriesSelectionError      several CT series were given and none was named
     │   └── UnsupportedPositionError  a Patient Position other than HFS, HFP, FFS, FFP

@@ -3,7 +3,7 @@
 Frames
 ------
 **DICOM patient frame (LPS)**, millimetres, right-handed:
-    +x towards the patient's left, +y towards the patient's posterior, +z towards the patient's head.
+    +x to the patient's left, +y to the patient's posterior, +z to the patient's head.
     Every image geometry (ImagePositionPatient, ImageOrientationPatient, the SimpleITK origin and
     direction) and every matrix called ``*_lps`` lives in this frame.
 

@@ -71,7 +71,7 @@ class LpsVector:
 
 @dataclass(frozen=True, slots=True)
 class IecTableVector:
-    """A displacement in IEC 61217 table axes, millimetres (X lateral, Y longitudinal, Z vertical)."""
+    """A displacement in IEC 61217 table axes, mm (X lateral, Y longitudinal, Z vertical)."""
 
     lateral_mm: float
     longitudinal_mm: float
@@ -86,7 +86,7 @@ class IecTableVector:
         return np.array([self.lateral_mm, self.longitudinal_mm, self.vertical_mm], dtype=np.float64)
 
     def to_lps(self, position: PatientPosition) -> LpsVector:
-        """The same displacement in the DICOM patient frame (inverse of :meth:`LpsVector.to_iec`)."""
+        """The same displacement in the DICOM patient frame (inverse of ``to_iec``)."""
         return LpsVector.from_array(lps_to_iec_matrix(position).T @ self.as_array())
 
 
