@@ -1,0 +1,163 @@
+"""One single-resolution elastix run, and the reading of its Euler transform.
+
+elastix maps *fixed* points to *moving* points. Here fixed = the MVCT level image whose geometry
+has been moved by the current estimate, moving = the planning CT, so the answer is the residual
+``daily → planning`` transform that composes onto the current estimate.
+
+elastix's ``EulerTransform`` parameters are ``(θx, θy, θz, tx, ty, tz)`` in radians and mm about
+``CenterOfRotationPoint``: ``T(x) = R·(x − c) + c + t`` with ``R = Rz·Ry·Rx`` when ``ComputeZYX``
+is "false" (ITK's default ``Euler3DTransform``: ``R = Rz·Rx·Ry``) — rather than trusting that
+reading, :func:`euler_parameters_to_matrix` builds the same ITK transform class elastix uses
+(SimpleITK's ``Euler3DTransform``, which wraps ITK's) and tests check it with known motions.
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any
+
+import numpy as np
+import SimpleITK as sitk
+
+from registration.errors import RegistrationFailedError
+from registration.frames import FloatArray
+from registration.geometry import RigidTransformLps
+
+PARAMETER_FILE = "rigid_mvct_v1.txt"
+
+
+@dataclass(frozen=True, slots=True)
+class ElastixOutcome:
+    daily_to_planning: RigidTransformLps  #: residual transform found by this run
+    final_metric: float
+    iterations: int
+    seconds: float
+
+
+@functools.cache
+def _itk() -> Any:
+    """Import itk lazily: it costs ~8 s, paid once per process (warm workers pay it at start)."""
+    import itk
+
+    _ = itk.ElastixRegistrationMethod  # force the lazy module to load now
+    return itk
+
+
+def warm_up() -> None:
+    """Load itk and elastix now, so that the first registration does not pay for it."""
+    _itk()
+
+
+@functools.cache
+def base_parameter_map(name: str = PARAMETER_FILE) -> dict[str, tuple[str, ...]]:
+    """The versioned parameter map in ``registration/params`` as a dict of string tuples."""
+    text = resources.files("registration.params").joinpath(name).read_text(encoding="utf-8")
+    result: dict[str, tuple[str, ...]] = {}
+    for raw in text.splitlines():
+        line = raw.split("//", 1)[0].strip()
+        if not line:
+            continue
+        if not (line.startswith("(") and line.endswith(")")):
+            raise ValueError(f"{name}: cannot read parameter line {raw!r}")
+        key, *values = line[1:-1].split()
+        result[key] = tuple(v.strip('"') for v in values)
+    return result
+
+
+def to_itk(image: sitk.Image, pixel: type = np.float32) -> Any:
+    """A SimpleITK image as an ITK image with the same geometry (copies the pixels once)."""
+    itk = _itk()
+    out = itk.GetImageFromArray(
+        np.ascontiguousarray(sitk.GetArrayViewFromImage(image), dtype=pixel)
+    )
+    out.SetOrigin(image.GetOrigin())
+    out.SetSpacing(image.GetSpacing())
+    out.SetDirection(itk.matrix_from_array(np.array(image.GetDirection()).reshape(3, 3)))
+    return out
+
+
+def run_level(
+    fixed: Any,
+    moving: Any,
+    fixed_mask: Any,
+    *,
+    center_lps_mm: FloatArray,
+    iterations: int,
+    samples: int,
+    random_seed: int,
+    overrides: dict[str, tuple[str, ...]] | None = None,
+) -> ElastixOutcome:
+    """Run elastix once on ITK images (see module docstring for the direction of the answer)."""
+    itk = _itk()
+    pmap = dict(base_parameter_map())
+    pmap.update(
+        {
+            "MaximumNumberOfIterations": (str(iterations),),
+            "NumberOfSpatialSamples": (str(samples),),
+            "CenterOfRotationPoint": tuple(f"{v:.6f}" for v in center_lps_mm),
+            "RandomSeed": (str(random_seed),),
+        }
+    )
+    if overrides:
+        pmap.update(overrides)
+    params = itk.ParameterObject.New()
+    params.AddParameterMap({k: list(v) for k, v in pmap.items()})
+    start = time.perf_counter()
+    method = itk.ElastixRegistrationMethod.New(
+        fixed_image=fixed,
+        moving_image=moving,
+        parameter_object=params,
+        fixed_mask=fixed_mask,
+        log_to_console=False,
+    )
+    method.SetNumberOfThreads(2)
+    try:
+        method.UpdateLargestPossibleRegion()
+    except RuntimeError as exc:
+        raise RegistrationFailedError(
+            "the image match failed: the MVCT and the planning CT barely overlap or the MVCT "
+            f"holds too little anatomy inside its field of view ({_short(exc)})"
+        ) from None
+    seconds = time.perf_counter() - start
+    tmap = method.GetTransformParameterObject().GetParameterMap(0)
+    matrix = euler_parameters_to_matrix(
+        [float(v) for v in tmap["TransformParameters"]],
+        [float(v) for v in tmap["CenterOfRotationPoint"]],
+        compute_zyx=tmap.get("ComputeZYX", ("false",))[0] == "true",
+    )
+    final_metric, used = _final_metric(method, iterations)
+    return ElastixOutcome(RigidTransformLps.from_array(matrix), final_metric, used, seconds)
+
+
+def euler_parameters_to_matrix(
+    parameters: list[float], center_lps_mm: list[float], *, compute_zyx: bool
+) -> FloatArray:
+    """elastix ``EulerTransform`` parameters → 4×4 homogeneous matrix (fixed → moving)."""
+    if len(parameters) != 6 or len(center_lps_mm) != 3:
+        raise RegistrationFailedError("elastix returned an unexpected Euler transform")
+    t = sitk.Euler3DTransform()
+    t.SetComputeZYX(compute_zyx)
+    t.SetCenter(center_lps_mm)
+    t.SetRotation(*parameters[:3])
+    t.SetTranslation(parameters[3:])
+    r = np.array(t.GetMatrix()).reshape(3, 3)
+    c = np.array(center_lps_mm)
+    m = np.eye(4)
+    m[:3, :3] = r
+    m[:3, 3] = c + np.array(parameters[3:]) - r @ c
+    return m
+
+
+def _final_metric(method: Any, iterations: int) -> tuple[float, int]:
+    # itk-elastix does not expose the optimiser; the final metric is re-measured by the caller
+    # when it is needed for trust, and iterations are those requested (ASGD runs them all).
+    del method
+    return float("nan"), iterations
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[-1][:200] if text else type(exc).__name__
