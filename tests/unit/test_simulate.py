@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import SimpleITK as sitk  # noqa: N813
+import SimpleITK as sitk
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import ndimage
