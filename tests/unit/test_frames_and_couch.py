@@ -79,7 +79,9 @@ def test_patient_position_parse_accepts_lower_case_and_spaces() -> None:
 
 
 @given(positions, mm, mm, mm)
-def test_lps_iec_round_trip_is_identity(position: PatientPosition, x: float, y: float, z: float) -> None:
+def test_lps_iec_round_trip_is_identity(
+    position: PatientPosition, x: float, y: float, z: float
+) -> None:
     v = LpsVector(x, y, z)
     back = v.to_iec(position).to_lps(position)
     assert np.allclose(back.as_array(), v.as_array())
@@ -107,7 +109,9 @@ def test_positive_rotations_are_right_handed() -> None:
     assert np.allclose(iec_rotation_matrix(0, 90, 0) @ [0, 0, 1], [1, 0, 0])
 
 
-def _random_rigid(rx: float, ry: float, rz: float, t: tuple[float, float, float]) -> RigidTransformLps:
+def _random_rigid(
+    rx: float, ry: float, rz: float, t: tuple[float, float, float]
+) -> RigidTransformLps:
     r = Rotation.from_euler("xyz", [rx, ry, rz], degrees=True).as_matrix()
     return RigidTransformLps.from_rotation_translation(r, np.array(t))
 
