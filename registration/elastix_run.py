@@ -13,8 +13,12 @@ reading, :func:`euler_parameters_to_matrix` builds the same ITK transform class 
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import os
 import time
+import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any
@@ -37,12 +41,25 @@ class ElastixOutcome:
     seconds: float
 
 
+@contextlib.contextmanager
+def _swig_warnings_silenced() -> Iterator[None]:
+    """ITK's SWIG layer emits "builtin type ... has no __module__ attribute" deprecation warnings
+    from C++ callbacks; where warnings are errors (``python -W error``, pytest's ``error``
+    filter) the resulting exception crashes the interpreter. They are silenced around ITK calls.
+    """
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="builtin type", category=DeprecationWarning)
+        yield
+
+
 @functools.cache
 def _itk() -> Any:
     """Import itk lazily: it costs ~8 s, paid once per process (warm workers pay it at start)."""
-    import itk
+    with _swig_warnings_silenced():
+        import itk
 
-    _ = itk.ElastixRegistrationMethod  # force the lazy module to load now
+        _ = itk.ElastixRegistrationMethod  # force the lazy module to load now
+        _ = itk.ParameterObject
     return itk
 
 
@@ -70,6 +87,11 @@ def base_parameter_map(name: str = PARAMETER_FILE) -> dict[str, tuple[str, ...]]
 def to_itk(image: sitk.Image, pixel: type = np.float32) -> Any:
     """A SimpleITK image as an ITK image with the same geometry (copies the pixels once)."""
     itk = _itk()
+    with _swig_warnings_silenced():
+        return _to_itk(itk, image, pixel)
+
+
+def _to_itk(itk: Any, image: sitk.Image, pixel: type) -> Any:
     out = itk.GetImageFromArray(
         np.ascontiguousarray(sitk.GetArrayViewFromImage(image), dtype=pixel)
     )
@@ -103,6 +125,18 @@ def run_level(
     )
     if overrides:
         pmap.update(overrides)
+    with _swig_warnings_silenced():
+        return _run(itk, pmap, fixed, moving, fixed_mask, iterations)
+
+
+def _run(
+    itk: Any,
+    pmap: dict[str, tuple[str, ...]],
+    fixed: Any,
+    moving: Any,
+    fixed_mask: Any,
+    iterations: int,
+) -> ElastixOutcome:
     params = itk.ParameterObject.New()
     params.AddParameterMap({k: list(v) for k, v in pmap.items()})
     start = time.perf_counter()
@@ -111,7 +145,7 @@ def run_level(
         moving_image=moving,
         parameter_object=params,
         fixed_mask=fixed_mask,
-        log_to_console=False,
+        log_to_console=os.environ.get("MVCT_GUIDE_ELASTIX_LOG") == "1",
     )
     method.SetNumberOfThreads(2)
     try:

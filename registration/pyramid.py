@@ -34,10 +34,13 @@ DAILY_WINDOW_HU = (-1000.0, 1500.0)
 #: Width of the MVCT's reconstruction edge left out of the metric.
 FOV_EDGE_MARGIN_MM = 8.0
 #: Thresholds on the block-averaged MVCT (MV numbers follow electron density: bone is dim).
-BODY_THRESHOLD_HU = -450.0
+BODY_THRESHOLD_HU = -600.0
 BONE_THRESHOLD_HU = 160.0
 BONE_RIM_MM = 6.0
-BODY_RIM_MM = 4.0
+#: In bone mode, levels coarser than this match all anatomy (bone is smeared out there).
+BONE_FROM_MM = 4.0
+#: Bone mode falls back to bone and soft tissue when bone is less than this share of the mask.
+MIN_BONE_FRACTION = 0.02
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,8 +122,11 @@ def daily_levels(
         fov_lv = sitk.Resample(fov, img, sitk.Transform(), sitk.sitkNearestNeighbor, 0)
         arr = sitk.GetArrayFromImage(img)
         mask = sitk.GetArrayFromImage(fov_lv).astype(bool)
-        anatomy = _anatomy_mask(arr, img, mode)
-        if mode is Mode.BONE and np.count_nonzero(anatomy & mask) < 0.01 * np.count_nonzero(mask):
+        # bone is refined on, not captured with: coarse levels see all the anatomy
+        level_mode = Mode.TISSUE if mode is Mode.BONE and lv.spacing_mm > BONE_FROM_MM else mode
+        anatomy = _anatomy_mask(arr, img, level_mode)
+        too_little = np.count_nonzero(anatomy & mask) < MIN_BONE_FRACTION * np.count_nonzero(mask)
+        if level_mode is Mode.BONE and too_little:
             if lv is levels[-1]:
                 warnings.append(
                     "bone mode found almost no bone in the MVCT; "
@@ -165,18 +171,28 @@ def fraction_inside(
 def _inside_mask(
     image: sitk.Image, planning: sitk.Image, daily_to_planning: RigidTransformLps | None = None
 ) -> npt.NDArray[np.bool_]:
-    """Voxels of ``image`` whose centre falls inside ``planning``'s voxel grid."""
-    ones = sitk.Image(planning.GetSize(), sitk.sitkUInt8) + 1
-    ones.CopyInformation(planning)
-    transform = sitk.Transform()
-    if daily_to_planning is not None:
-        affine = sitk.AffineTransform(3)
-        affine.SetMatrix([float(v) for v in daily_to_planning.rotation.ravel()])
-        affine.SetTranslation([float(v) for v in daily_to_planning.translation_mm])
-        transform = affine
-    inside = sitk.Resample(ones, image, transform, sitk.sitkNearestNeighbor, 0, sitk.sitkUInt8)
-    result: npt.NDArray[np.bool_] = sitk.GetArrayFromImage(inside).astype(bool)
-    return result
+    """Voxels of ``image`` whose centre falls inside ``planning``'s voxel grid.
+
+    The continuous planning index of voxel (i, j, k) is affine in (i, j, k), so it is built by
+    broadcasting three 1-D ramps instead of listing every voxel's coordinates.
+    """
+    to_planning = daily_to_planning or RigidTransformLps.identity()
+    d = np.array(image.GetDirection()).reshape(3, 3) * np.array(image.GetSpacing())
+    pd = np.array(planning.GetDirection()).reshape(3, 3)
+    ps = np.array(planning.GetSpacing())
+    # planning continuous index = a @ (i, j, k) + b
+    a = (pd.T @ to_planning.rotation @ d) / ps[:, None]
+    origin = to_planning.apply_array(np.array([image.GetOrigin()]))[0]
+    b = (pd.T @ (origin - np.array(planning.GetOrigin()))) / ps
+    nx, ny, nz = image.GetSize()
+    i = np.arange(nx)[None, None, :]
+    j = np.arange(ny)[None, :, None]
+    k = np.arange(nz)[:, None, None]
+    inside = np.ones((nz, ny, nx), dtype=bool)
+    for axis, n in enumerate(planning.GetSize()):
+        c = a[axis, 0] * i + a[axis, 1] * j + a[axis, 2] * k + b[axis]
+        inside &= (c >= -0.5) & (c <= n - 0.5)
+    return inside
 
 
 def _anatomy_mask(
@@ -186,7 +202,9 @@ def _anatomy_mask(
         return np.ones(arr.shape, dtype=bool)
     if mode is Mode.BONE:
         return _dilate(arr > BONE_THRESHOLD_HU, img, BONE_RIM_MM)
-    return _dilate(arr > BODY_THRESHOLD_HU, img, BODY_RIM_MM)
+    # block averaging already spreads the body edge over a voxel: no dilation needed
+    result: npt.NDArray[np.bool_] = arr > BODY_THRESHOLD_HU
+    return result
 
 
 def _roi_mask(img: sitk.Image, roi: Roi) -> npt.NDArray[np.bool_]:

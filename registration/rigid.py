@@ -49,11 +49,17 @@ from registration.result import (
 from registration.volume import CtVolume
 
 LEVELS: tuple[Level, ...] = (
-    Level(spacing_mm=6.0, iterations=150, samples=2000),
-    Level(spacing_mm=3.0, iterations=150, samples=2000),
-    Level(spacing_mm=1.5, iterations=250, samples=3000),
+    Level(spacing_mm=10.0, iterations=80, samples=1000),
+    Level(spacing_mm=6.0, iterations=100, samples=1500),
+    Level(spacing_mm=3.0, iterations=100, samples=1500),
+    Level(spacing_mm=1.5, iterations=150, samples=2000),
 )
-SECOND_OPINION_LEVELS = 2  # the second estimate stops after the 3 mm level
+#: The independent second estimate: its own optimiser settings, the first two levels only.
+SECOND_OPINION_LEVELS: tuple[Level, ...] = (
+    Level(spacing_mm=10.0, iterations=80, samples=1000),
+    Level(spacing_mm=6.0, iterations=80, samples=1000),
+    Level(spacing_mm=3.0, iterations=80, samples=1000),
+)
 SECOND_OPINION_TOLERANCE_MM = 2.0
 #: Results beyond these are not wrong but are marked for a human look (DOMAIN: TG-142 scale).
 MAX_TRUSTED_SHIFT_MM = 20.0
@@ -110,16 +116,18 @@ def register(
             "planning CT covers the scanned region and the region of interest"
         )
 
-    first, iterations = _solve(prepared.levels, levels, options.random_seed, nmi=False)
+    first, iterations = _solve(prepared.levels, levels, LEVELS, options.random_seed, nmi=False)
     metric = _mutual_information(levels[-1], fine, first, options.random_seed)
     planning_to_daily = first.inverse()
     overlap = fraction_inside(levels[-1].mask, fine, first)
 
     disagreement_mm: float | None = None
     if options.second_opinion:
+        n = len(SECOND_OPINION_LEVELS)
         second, _ = _solve(
-            prepared.levels[:SECOND_OPINION_LEVELS],
-            levels[:SECOND_OPINION_LEVELS],
+            prepared.levels[:n],
+            levels[:n],
+            SECOND_OPINION_LEVELS,
             options.random_seed + 7919,
             nmi=True,
         )
@@ -156,6 +164,7 @@ def register(
 def _solve(
     planning: tuple[sitk.Image, ...],
     daily: tuple[DailyLevel, ...],
+    schedule: tuple[Level, ...],
     seed: int,
     *,
     nmi: bool,
@@ -167,7 +176,7 @@ def _solve(
         {"Metric": ("NormalizedMutualInformation",)} if nmi else None
     )
     for k, (moving, fixed_level) in enumerate(zip(planning, daily, strict=True)):
-        level = LEVELS[k]
+        level = schedule[k]
         fixed = _moved_geometry(fixed_level.image, estimate)
         mask = _moved_geometry(fixed_level.mask, estimate)
         center = _mask_centroid(mask)
