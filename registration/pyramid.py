@@ -34,9 +34,10 @@ DAILY_WINDOW_HU = (-1000.0, 1500.0)
 #: Width of the MVCT's reconstruction edge left out of the metric.
 FOV_EDGE_MARGIN_MM = 8.0
 #: Thresholds on the block-averaged MVCT (MV numbers follow electron density: bone is dim).
-BODY_THRESHOLD_HU = -600.0
+BODY_THRESHOLD_HU = -500.0
 BONE_THRESHOLD_HU = 160.0
 BONE_RIM_MM = 6.0
+BODY_RIM_MM = 10.0
 #: In bone mode, levels coarser than this match all anatomy (bone is smeared out there).
 BONE_FROM_MM = 4.0
 #: Bone mode falls back to bone and soft tissue when bone is less than this share of the mask.
@@ -116,15 +117,18 @@ def daily_levels(
     fov = sitk.GetImageFromArray(inside.astype(np.uint8))
     fov.CopyInformation(daily)
     clipped = clip(daily, DAILY_WINDOW_HU)
+    images = [shrink_to(clipped, lv.spacing_mm) for lv in levels]
+    body = _body_mask(images[0])
     out: list[DailyLevel] = []
-    for lv in levels:
-        img = shrink_to(clipped, lv.spacing_mm)
+    for lv, img in zip(levels, images, strict=True):
         fov_lv = sitk.Resample(fov, img, sitk.Transform(), sitk.sitkNearestNeighbor, 0)
         arr = sitk.GetArrayFromImage(img)
         mask = sitk.GetArrayFromImage(fov_lv).astype(bool)
+        body_lv = sitk.Resample(body, img, sitk.Transform(), sitk.sitkNearestNeighbor, 0)
+        tissue = sitk.GetArrayFromImage(body_lv).astype(bool)
         # bone is refined on, not captured with: coarse levels see all the anatomy
         level_mode = Mode.TISSUE if mode is Mode.BONE and lv.spacing_mm > BONE_FROM_MM else mode
-        anatomy = _anatomy_mask(arr, img, level_mode)
+        anatomy = _anatomy_mask(arr, img, level_mode, tissue)
         too_little = np.count_nonzero(anatomy & mask) < MIN_BONE_FRACTION * np.count_nonzero(mask)
         if level_mode is Mode.BONE and too_little:
             if lv is levels[-1]:
@@ -132,7 +136,7 @@ def daily_levels(
                     "bone mode found almost no bone in the MVCT; "
                     "matched bone and soft tissue instead"
                 )
-            anatomy = _anatomy_mask(arr, img, Mode.TISSUE)
+            anatomy = tissue
         mask &= anatomy
         if roi is not None:
             mask &= _roi_mask(img, roi)
@@ -196,15 +200,23 @@ def _inside_mask(
 
 
 def _anatomy_mask(
-    arr: npt.NDArray[np.float32], img: sitk.Image, mode: Mode
+    arr: npt.NDArray[np.float32], img: sitk.Image, mode: Mode, tissue: npt.NDArray[np.bool_]
 ) -> npt.NDArray[np.bool_]:
     if mode is Mode.FULL:
         return np.ones(arr.shape, dtype=bool)
     if mode is Mode.BONE:
         return _dilate(arr > BONE_THRESHOLD_HU, img, BONE_RIM_MM)
-    # block averaging already spreads the body edge over a voxel: no dilation needed
-    result: npt.NDArray[np.bool_] = arr > BODY_THRESHOLD_HU
-    return result
+    return tissue
+
+
+def _body_mask(coarse: sitk.Image) -> sitk.Image:
+    """The body and a rim of air around it (the skin edge is a strong feature), on a coarse grid.
+
+    Computed once on the coarsest level (cheap) and resampled to the finer ones.
+    """
+    body = sitk.BinaryThreshold(coarse, BODY_THRESHOLD_HU, 1e9, 1, 0)
+    dilated: sitk.Image = sitk.BinaryDilate(body, _radius_vox(coarse, BODY_RIM_MM), sitk.sitkBox)
+    return dilated
 
 
 def _roi_mask(img: sitk.Image, roi: Roi) -> npt.NDArray[np.bool_]:
@@ -221,7 +233,7 @@ def _roi_mask(img: sitk.Image, roi: Roi) -> npt.NDArray[np.bool_]:
 
 def _radius_vox(img: sitk.Image, mm: float) -> list[int]:
     s = img.GetSpacing()
-    return [max(0, round(mm / s[i])) for i in range(3)]
+    return [max(1, round(mm / s[i])) for i in range(3)]
 
 
 def _dilate(mask: npt.NDArray[np.bool_], img: sitk.Image, mm: float) -> npt.NDArray[np.bool_]:

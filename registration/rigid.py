@@ -52,7 +52,7 @@ LEVELS: tuple[Level, ...] = (
     Level(spacing_mm=10.0, iterations=80, samples=1000),
     Level(spacing_mm=6.0, iterations=100, samples=1500),
     Level(spacing_mm=3.0, iterations=100, samples=1500),
-    Level(spacing_mm=1.5, iterations=150, samples=2000),
+    Level(spacing_mm=1.5, iterations=200, samples=2000),
 )
 #: The independent second estimate: its own optimiser settings, the first two levels only.
 SECOND_OPINION_LEVELS: tuple[Level, ...] = (
