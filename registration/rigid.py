@@ -30,11 +30,13 @@ from scipy import ndimage
 
 from registration import __version__
 from registration.couch import couch_correction_6dof, couch_correction_for_dof
-from registration.elastix_run import PARAMETER_FILE, run_level, to_itk
+from registration.elastix_run import PARAMETER_FILE, run_level, to_itk, warm_up
 from registration.errors import InputError
 from registration.frames import FloatArray
 from registration.geometry import LpsPoint, RigidTransformLps
 from registration.pyramid import (
+    DAILY_WINDOW_HU,
+    PLANNING_WINDOW_HU,
     DailyLevel,
     Level,
     daily_levels,
@@ -66,6 +68,10 @@ MAX_TRUSTED_SHIFT_MM = 20.0
 MAX_TRUSTED_ROTATION_DEG = 5.0
 MIN_TRUSTED_OVERLAP = 0.80
 TRE_SPHERE_RADIUS_MM = 50.0
+#: Convergence check: the answer must be a local maximum of an independent MI measure against
+#: translations of this size (half the size of the set-up errors that matter).
+CONVERGENCE_PROBE_MM = 1.5
+CONVERGENCE_TOLERANCE_NATS = 0.0
 
 
 @dataclass(frozen=True)
@@ -88,6 +94,7 @@ def register(
 ) -> RegistrationResult:
     """Register ``daily`` (MVCT) to ``planning`` (kVCT); see the module docstring."""
     options = options or RegistrationOptions()
+    warm_up()  # the one-off ~8 s import of ITK is not part of a registration's time
     start = time.perf_counter()
     prepared = planning if isinstance(planning, PreparedPlanning) else prepare_planning(planning)
     position = prepared.volume.patient_position
@@ -117,7 +124,9 @@ def register(
         )
 
     first, iterations = _solve(prepared.levels, levels, LEVELS, options.random_seed, nmi=False)
-    metric = _mutual_information(levels[-1], fine, first, options.random_seed)
+    probe = _MiProbe(levels[-1], fine, options.random_seed)
+    metric = probe.mi(first)
+    converged = bool(np.isfinite(metric)) and probe.is_local_maximum(first)
     planning_to_daily = first.inverse()
     overlap = fraction_inside(levels[-1].mask, fine, first)
 
@@ -142,7 +151,7 @@ def register(
         iterations=iterations,
         seconds=seconds,
         second_estimate_disagreement_mm=disagreement_mm,
-        converged=bool(np.isfinite(metric)),
+        converged=converged,
     )
     reasons = _untrusted_reasons(quality, correction_6)
     warnings += reasons
@@ -221,36 +230,58 @@ def _mask_centroid(mask: sitk.Image) -> FloatArray:
     return np.array(point, dtype=np.float64)
 
 
-def _mutual_information(
-    daily: DailyLevel, planning: sitk.Image, estimate: RigidTransformLps, seed: int
-) -> float:
-    """Mutual information (nats; higher is better) inside the mask at the final alignment.
+class _MiProbe:
+    """Mutual information (nats; higher is better) of the MVCT mask against the planning CT.
 
-    Measured independently of elastix: up to 20 000 masked MVCT voxels, mapped into the
-    planning CT by ``estimate`` (daily → planning), linear interpolation, 32 × 32 histogram.
+    Measured independently of elastix: up to 20 000 masked MVCT voxels, drawn once, mapped into
+    the planning CT by a daily → planning transform, linear interpolation, a 32 × 32 histogram
+    with fixed bin edges, so values for different transforms are comparable.
     """
-    sel = np.argwhere(sitk.GetArrayViewFromImage(daily.mask) > 0)
-    if len(sel) < 100:
-        return float("nan")
-    rng = np.random.default_rng(seed)
-    if len(sel) > 20_000:
-        sel = sel[rng.choice(len(sel), 20_000, replace=False)]
-    fixed_values = sitk.GetArrayViewFromImage(daily.image)[tuple(sel.T)]
-    img = daily.image
-    d = np.array(img.GetDirection()).reshape(3, 3)
-    pts = (sel[:, ::-1] * np.array(img.GetSpacing())) @ d.T + np.array(img.GetOrigin())
-    pts = estimate.apply_array(pts)
-    pd = np.array(planning.GetDirection()).reshape(3, 3)
-    cont = ((pts - np.array(planning.GetOrigin())) @ pd) / np.array(planning.GetSpacing())
-    moving_values = ndimage.map_coordinates(
-        sitk.GetArrayViewFromImage(planning), cont[:, ::-1].T, order=1, mode="nearest"
-    )
-    joint, _, _ = np.histogram2d(fixed_values, moving_values, bins=32)
-    p = joint / joint.sum()
-    px = p.sum(axis=1, keepdims=True)
-    py = p.sum(axis=0, keepdims=True)
-    nz = p > 0
-    return float(np.sum(p[nz] * np.log(p[nz] / (px @ py)[nz])))
+
+    def __init__(self, daily: DailyLevel, planning: sitk.Image, seed: int) -> None:
+        sel = np.argwhere(sitk.GetArrayViewFromImage(daily.mask) > 0)
+        if len(sel) > 20_000:
+            sel = sel[np.random.default_rng(seed).choice(len(sel), 20_000, replace=False)]
+        self.usable = len(sel) >= 100
+        img = daily.image
+        d = np.array(img.GetDirection()).reshape(3, 3)
+        self.fixed_values = sitk.GetArrayViewFromImage(img)[tuple(sel.T)]
+        self.points = (sel[:, ::-1] * np.array(img.GetSpacing())) @ d.T + np.array(img.GetOrigin())
+        self.planning = planning
+        self.moving_array = sitk.GetArrayViewFromImage(planning)
+        self.fixed_edges = np.linspace(*DAILY_WINDOW_HU, 33)
+        self.moving_edges = np.linspace(*PLANNING_WINDOW_HU, 33)
+
+    def mi(self, daily_to_planning: RigidTransformLps) -> float:
+        if not self.usable:
+            return float("nan")
+        pts = daily_to_planning.apply_array(self.points)
+        pl = self.planning
+        pd = np.array(pl.GetDirection()).reshape(3, 3)
+        cont = ((pts - np.array(pl.GetOrigin())) @ pd) / np.array(pl.GetSpacing())
+        moving_values = ndimage.map_coordinates(
+            self.moving_array, cont[:, ::-1].T, order=1, mode="nearest"
+        )
+        joint, _, _ = np.histogram2d(
+            self.fixed_values, moving_values, bins=(self.fixed_edges, self.moving_edges)
+        )
+        p = joint / joint.sum()
+        px = p.sum(axis=1, keepdims=True)
+        py = p.sum(axis=0, keepdims=True)
+        nz = p > 0
+        return float(np.sum(p[nz] * np.log(p[nz] / (px @ py)[nz])))
+
+    def is_local_maximum(self, estimate: RigidTransformLps) -> bool:
+        """True when no translation of ±CONVERGENCE_PROBE_MM along x, y or z improves MI."""
+        best = self.mi(estimate)
+        for axis in range(3):
+            for sign in (-1.0, 1.0):
+                step = np.zeros(3)
+                step[axis] = sign * CONVERGENCE_PROBE_MM
+                moved = estimate.then(RigidTransformLps.from_rotation_translation(np.eye(3), step))
+                if self.mi(moved) > best + CONVERGENCE_TOLERANCE_NATS:
+                    return False
+        return True
 
 
 def _sphere_points(center: LpsPoint, radius_mm: float) -> FloatArray:
@@ -280,7 +311,10 @@ def _untrusted_reasons(quality: RegistrationQuality, full: object) -> list[str]:
             "planning CT"
         )
     if not quality.converged:
-        reasons.append("not trusted: the final similarity could not be measured (no convergence)")
+        reasons.append(
+            "not trusted: the match is not at the best similarity nearby (not converged); "
+            "check the fusion by eye"
+        )
     if full.max_abs_translation_mm() > MAX_TRUSTED_SHIFT_MM:
         reasons.append(
             f"not trusted: shift of {full.max_abs_translation_mm():.1f} mm exceeds "

@@ -228,3 +228,38 @@ def test_without_an_isocentre_the_mvct_centre_is_used_and_said(thorax: CtVolume)
     result = register(thorax, _daily(thorax, RigidTransformLps.identity()))
     assert any("no isocentre given" in w for w in result.warnings)
     assert result.couch_correction.translation_length_mm() < 0.3
+
+
+def test_an_unconverged_match_is_not_trusted(
+    thorax: CtVolume, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import registration.rigid as rigid
+    from registration.pyramid import Level
+
+    # starve the optimiser: two iterations per level cannot cover a 10 mm set-up error
+    starved = tuple(Level(lv.spacing_mm, 2, lv.samples) for lv in rigid.LEVELS)
+    monkeypatch.setattr(rigid, "LEVELS", starved)
+    truth = rigid_about(ISO, np.eye(3), np.array([10.0, -6.0, 8.0]))
+    options = RegistrationOptions(isocenter=ISO, second_opinion=False)
+    result = register(thorax, _daily(thorax, truth), options)
+    assert _tre_mm(result.planning_to_daily_lps, truth, ISO) > 1.5
+    assert result.quality.converged is False
+    assert not result.trusted
+    assert any("not converged" in w for w in result.warnings)
+
+
+def test_a_second_estimate_that_disagrees_makes_the_result_untrusted(
+    thorax: CtVolume, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import registration.rigid as rigid
+    from registration.pyramid import Level
+
+    # a second estimate that barely moves from the identity must disagree with a 6 mm answer
+    monkeypatch.setattr(rigid, "SECOND_OPINION_LEVELS", (Level(10.0, 1, 500),))
+    truth = rigid_about(ISO, np.eye(3), np.array([6.0, 0.0, 0.0]))
+    result = register(thorax, _daily(thorax, truth), RegistrationOptions(isocenter=ISO))
+    assert _tre_mm(result.planning_to_daily_lps, truth, ISO) < 0.5
+    assert result.quality.second_estimate_disagreement_mm is not None
+    assert result.quality.second_estimate_disagreement_mm > 2.0
+    assert not result.trusted
+    assert any("second estimate differs" in w for w in result.warnings)

@@ -1,0 +1,141 @@
+"""The command line as a therapist or physicist would run it (real subprocesses)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+SAMPLES = ROOT / "sample_images"
+TRUTH = json.loads((SAMPLES / "truth.json").read_text())
+ISO = ",".join(str(v) for v in TRUTH["isocenter_lps_mm"])
+
+pytestmark = pytest.mark.slow
+
+
+def run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "app.cli", *args],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=300,
+    )
+
+
+def test_register_prints_one_json_object_with_the_known_correction() -> None:
+    proc = run(
+        "register",
+        "--planning",
+        str(SAMPLES / "planning"),
+        "--mvct",
+        str(SAMPLES / "mvct"),
+        "--isocenter",
+        ISO,
+        "--json",
+    )
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout)
+    expected = TRUTH["expected_couch_correction"]
+    for key in ("lateral_mm", "longitudinal_mm", "vertical_mm"):
+        assert result["couch_correction"][key] == pytest.approx(expected[key], abs=0.3), key
+    for key in ("pitch_deg", "roll_deg", "yaw_deg"):
+        assert result["couch_correction"][key] == pytest.approx(expected[key], abs=0.15), key
+    assert result["trusted"] is True
+    assert result["patient_position"] == "HFS"
+    assert set(result) >= {
+        "planning_to_daily_lps",
+        "isocenter_lps_mm",
+        "dof",
+        "mode",
+        "quality",
+        "warnings",
+        "couch_correction_6dof",
+    }
+
+
+def test_register_table_names_axes_with_units_and_dof4_zeroes_pitch_and_yaw() -> None:
+    proc = run(
+        "register",
+        "--planning",
+        str(SAMPLES / "planning"),
+        "--mvct",
+        str(SAMPLES / "mvct"),
+        "--isocenter",
+        ISO,
+        "--dof",
+        "4",
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "lateral" in proc.stdout and " mm " in proc.stdout and " deg " in proc.stdout
+    pitch_line = next(line for line in proc.stdout.splitlines() if "pitch" in line)
+    assert pitch_line.split()[1] == "+0.00"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--planning", "missing-folder", "--mvct", "sample_images/mvct"], "not found"),
+        (
+            [
+                "--planning",
+                "sample_images/planning",
+                "--mvct",
+                "sample_images/mvct",
+                "--isocenter",
+                "1,2",
+            ],
+            "three comma-separated numbers",
+        ),
+        (["--planning", "sample_images/README.md", "--mvct", "sample_images/mvct"], "README.md"),
+    ],
+)
+def test_bad_input_exits_2_with_a_message_and_no_traceback(args: list[str], message: str) -> None:
+    proc = run("register", *args)
+    assert proc.returncode == 2
+    assert message in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert proc.stdout == ""
+
+
+def test_a_shift_beyond_20mm_is_printed_but_exits_3_not_trusted(tmp_path: Path) -> None:
+    out = tmp_path / "mvct"
+    sim = run(
+        "simulate",
+        "--planning",
+        str(SAMPLES / "planning"),
+        "--out",
+        str(out),
+        "--isocenter",
+        ISO,
+        "--move-iec-mm",
+        "0,22,0",
+        "--pixel-mm",
+        "1.5625",
+    )
+    assert sim.returncode == 0, sim.stderr
+    assert "longitudinal -22.00 mm" in sim.stdout
+    proc = run(
+        "register",
+        "--planning",
+        str(SAMPLES / "planning"),
+        "--mvct",
+        str(out),
+        "--isocenter",
+        ISO,
+        "--json",
+    )
+    assert proc.returncode == 3, proc.stderr
+    result = json.loads(proc.stdout)
+    assert result["trusted"] is False
+    assert result["couch_correction"]["longitudinal_mm"] == pytest.approx(-22.0, abs=0.5)
+    assert any("exceeds 20 mm" in w for w in result["warnings"])
+
+
+def test_the_pure_core_imports_no_shell_web_or_database_code() -> None:
+    proc = subprocess.run(["lint-imports"], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
