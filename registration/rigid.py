@@ -29,7 +29,7 @@ import SimpleITK as sitk
 from scipy import ndimage
 
 from registration import __version__
-from registration.couch import couch_correction_6dof, couch_correction_for_dof
+from registration.couch import CouchCorrection, couch_correction_6dof, couch_correction_for_dof
 from registration.elastix_run import PARAMETER_FILE, run_level, to_itk, warm_up
 from registration.errors import InputError
 from registration.frames import FloatArray
@@ -300,10 +300,7 @@ def _max_difference_mm(a: RigidTransformLps, b: RigidTransformLps, isocenter: Lp
     return float(np.max(np.linalg.norm(a.apply_array(pts) - b.apply_array(pts), axis=1)))
 
 
-def _untrusted_reasons(quality: RegistrationQuality, full: object) -> list[str]:
-    from registration.couch import CouchCorrection
-
-    assert isinstance(full, CouchCorrection)
+def _untrusted_reasons(quality: RegistrationQuality, full: CouchCorrection) -> list[str]:
     reasons: list[str] = []
     if quality.overlap_fraction < MIN_TRUSTED_OVERLAP:
         reasons.append(
