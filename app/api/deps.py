@@ -1,0 +1,117 @@
+"""Annotated dependencies: the database session, who is asking, and what they may do.
+
+Deny by default: every route under ``/api`` takes :data:`CurrentUser` (401 without a valid API key
+or user credentials) or a :func:`require_role` dependency (403 for other roles). API keys come
+in the ``X-API-Key`` header; people authenticate with HTTP Basic until browser sessions exist.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, HTTPException, Request, status
+from fastapi.security import APIKeyHeader, HTTPBasic, HTTPBasicCredentials
+from sqlalchemy.orm import Session
+
+from app import security
+from app.context import ServiceContext
+from app.db import repository as repo
+from app.db.models import Role
+
+_api_key_header = APIKeyHeader(
+    name="X-API-Key", auto_error=False, description="API key (`mvct-guide api-keys create`)"
+)
+_basic = HTTPBasic(auto_error=False, description="A person's user name and password")
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is asking: an API key or a user, with one role."""
+
+    kind: str  #: "api-key" or "user"
+    name: str
+    role: Role
+    full_name: str = ""
+
+    @property
+    def actor(self) -> str:
+        """How the audit trail names this principal."""
+        return f"{self.kind}:{self.name}"
+
+
+def get_context(request: Request) -> ServiceContext:
+    ctx: ServiceContext = request.app.state.context
+    return ctx
+
+
+ContextDep = Annotated[ServiceContext, Depends(get_context)]
+
+
+def get_session(ctx: ContextDep) -> Iterator[Session]:
+    with ctx.sessions() as session:
+        yield session
+
+
+SessionDep = Annotated[Session, Depends(get_session)]
+
+
+def _unauthorized(message: str) -> HTTPException:
+    return HTTPException(
+        status_code=status.HTTP_401_UNAUTHORIZED,
+        detail=message,
+        headers={"WWW-Authenticate": 'Basic realm="mvct-guide", charset="UTF-8"'},
+    )
+
+
+def get_current_principal(
+    session: SessionDep,
+    api_key: Annotated[str | None, Depends(_api_key_header)],
+    basic: Annotated[HTTPBasicCredentials | None, Depends(_basic)],
+) -> Principal:
+    if api_key:
+        key = repo.api_key_by_digest(session, security.api_key_digest(api_key))
+        if key is None or key.revoked_at is not None:
+            raise _unauthorized("the API key is not valid (unknown or revoked)")
+        return Principal("api-key", key.name, Role(key.role))
+    if basic is not None:
+        plausible = basic.username.isprintable() and len(basic.username) <= 64
+        user = repo.user_by_username(session, basic.username) if plausible else None
+        if (
+            user is None
+            or not user.active
+            or not security.verify_password(user.password_hash, basic.password)
+        ):
+            raise _unauthorized("wrong user name or password")
+        return Principal("user", user.username, Role(user.role), user.full_name)
+    raise _unauthorized("authentication required: send an X-API-Key header or log in")
+
+
+CurrentUser = Annotated[Principal, Depends(get_current_principal)]
+
+
+def require_role(*roles: Role) -> Callable[[Principal], Principal]:
+    """A dependency that lets through only ``roles`` (403 for anyone else)."""
+    allowed = frozenset(roles)
+
+    def check(principal: CurrentUser) -> Principal:
+        if principal.role not in allowed:
+            names = ", ".join(sorted(r.value for r in allowed))
+            raise HTTPException(
+                status_code=status.HTTP_403_FORBIDDEN,
+                detail=f"the {principal.role.value} role may not do this (needs: {names})",
+            )
+        return principal
+
+    return check
+
+
+READ_ROLES = (Role.CONSOLE, Role.THERAPIST, Role.PHYSICIAN, Role.PHYSICIST)
+
+Reader = Annotated[Principal, Depends(require_role(*READ_ROLES))]
+Console = Annotated[Principal, Depends(require_role(Role.CONSOLE))]
+CourseEditor = Annotated[
+    Principal, Depends(require_role(Role.CONSOLE, Role.PHYSICIAN, Role.PHYSICIST))
+]
+Configurer = Annotated[Principal, Depends(require_role(Role.PHYSICIAN, Role.PHYSICIST))]

@@ -1,0 +1,163 @@
+"""Fraction schemas (public views) and the presenter that builds them from rows."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from app.api.schemas_common import CouchCorrectionOut
+from app.db.models import Fraction
+
+FractionStatus = Literal["queued", "running", "done", "failed"]
+
+
+class QualityOut(BaseModel):
+    final_metric: float
+    overlap_fraction: float
+    iterations: int
+    seconds: float
+    second_estimate_disagreement_mm: float | None = None
+    converged: bool
+
+
+class SignOffOut(BaseModel):
+    """A physician's sign-off (filled in by the review work; absent until then)."""
+
+    signed_by: str
+    signed_at: datetime
+    meaning: str
+
+
+class FractionPublic(BaseModel):
+    """A fraction, with the engine's result once ``status`` is ``done``."""
+
+    id: int
+    status: FractionStatus
+    patient_id: str
+    course_id: int
+    fraction_number: int
+    created_at: datetime
+    mvct_series_instance_uid: str
+    patient_position: str
+    dof: int
+    mode: str
+    margin_mm: float = Field(description="the course's PTV margin")
+    exceeds_margin: bool | None = Field(
+        default=None,
+        description="a couch translation exceeds the PTV margin (None until registered)",
+    )
+    couch_correction: CouchCorrectionOut | None = None
+    couch_correction_6dof: CouchCorrectionOut | None = None
+    planning_to_daily_lps: list[list[float]] | None = Field(
+        default=None, description="4×4 M: the anatomy at planning point p (LPS mm) is at M·p today"
+    )
+    isocenter_lps_mm: list[float] | None = None
+    quality: QualityOut | None = None
+    trusted: bool | None = None
+    warnings: list[str] = Field(default_factory=list)
+    engine_version: str | None = None
+    error: str | None = Field(
+        default=None, description="why the registration failed (status failed)"
+    )
+    attempts: int
+    review_url: str
+    sign_off: SignOffOut | None = None
+
+
+class ShiftLogEntry(BaseModel):
+    fraction_id: int
+    course_id: int
+    fraction_number: int
+    created_at: datetime
+    status: FractionStatus
+    couch_correction: CouchCorrectionOut | None = None
+    trusted: bool | None = None
+    margin_mm: float
+    exceeds_margin: bool | None = None
+    review_url: str
+
+
+class ShiftLog(BaseModel):
+    """Every fraction of a patient, oldest first: the couch corrections over the course."""
+
+    patient_id: str
+    fractions: list[ShiftLogEntry]
+
+
+def review_url(base_url: str, fraction_id: int) -> str:
+    return f"{base_url.rstrip('/')}/review/{fraction_id}"
+
+
+def exceeds(couch: dict[str, Any], margin_mm: float) -> bool:
+    return any(
+        abs(float(couch[axis])) > margin_mm
+        for axis in ("lateral_mm", "longitudinal_mm", "vertical_mm")
+    )
+
+
+def fraction_public(fraction: Fraction, base_url: str) -> FractionPublic:
+    job = fraction.job
+    margin = fraction.course.ptv_margin_mm
+    iso = (fraction.isocenter_x_mm, fraction.isocenter_y_mm, fraction.isocenter_z_mm)
+    view = FractionPublic(
+        id=fraction.id,
+        status=job.status,  # type: ignore[arg-type]
+        patient_id=fraction.patient_id,
+        course_id=fraction.course_id,
+        fraction_number=fraction.fraction_number,
+        created_at=fraction.created_at,
+        mvct_series_instance_uid=fraction.mvct_series.series_instance_uid,
+        patient_position=fraction.mvct_series.patient_position,
+        dof=fraction.dof,
+        mode=fraction.mode,
+        margin_mm=margin,
+        isocenter_lps_mm=None if None in iso else list(iso),  # type: ignore[arg-type]
+        error=job.error,
+        attempts=job.attempts,
+        review_url=review_url(base_url, fraction.id),
+    )
+    if fraction.result is None:
+        return view
+    result = fraction.result.result
+    return view.model_copy(
+        update={
+            "exceeds_margin": exceeds(result["couch_correction"], margin),
+            "couch_correction": CouchCorrectionOut(**result["couch_correction"]),
+            "couch_correction_6dof": CouchCorrectionOut(**result["couch_correction_6dof"]),
+            "planning_to_daily_lps": result["planning_to_daily_lps"],
+            "isocenter_lps_mm": result["isocenter_lps_mm"],
+            "quality": QualityOut(**result["quality"]),
+            "trusted": result["trusted"],
+            "warnings": list(result["warnings"]),
+            "engine_version": result.get("engine_version"),
+        }
+    )
+
+
+def shift_log_entry(fraction: Fraction, base_url: str) -> ShiftLogEntry:
+    margin = fraction.course.ptv_margin_mm
+    result = fraction.result
+    couch = None
+    if result is not None:
+        couch = CouchCorrectionOut(
+            lateral_mm=result.lateral_mm,
+            longitudinal_mm=result.longitudinal_mm,
+            vertical_mm=result.vertical_mm,
+            pitch_deg=result.pitch_deg,
+            roll_deg=result.roll_deg,
+            yaw_deg=result.yaw_deg,
+        )
+    return ShiftLogEntry(
+        fraction_id=fraction.id,
+        course_id=fraction.course_id,
+        fraction_number=fraction.fraction_number,
+        created_at=fraction.created_at,
+        status=fraction.job.status,  # type: ignore[arg-type]
+        couch_correction=couch,
+        trusted=None if result is None else result.trusted,
+        margin_mm=margin,
+        exceeds_margin=None if couch is None else exceeds(couch.model_dump(), margin),
+        review_url=review_url(base_url, fraction.id),
+    )

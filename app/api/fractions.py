@@ -1,0 +1,167 @@
+"""``/api/v1/fractions``: the console posts today's MVCT and gets the couch correction."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import (
+    APIRouter,
+    File,
+    Form,
+    HTTPException,
+    Path,
+    Query,
+    Request,
+    Response,
+    UploadFile,
+)
+from fastapi.concurrency import run_in_threadpool
+
+from app.api.deps import Console, ContextDep, Reader, SessionDep
+from app.api.fraction_schemas import FractionPublic, fraction_public
+from app.api.schemas_common import ERROR_RESPONSES, ErrorOut
+from app.context import ServiceContext
+from app.db import repository as repo
+from app.db.models import JobStatus
+from app.errors import NotFoundError, UnprocessableError
+from app.fractions import FractionRequest, receive_fraction
+from registration.couch import Dof
+from registration.geometry import LpsPoint
+from registration.result import Mode
+
+MAX_ID = 2**31 - 1  # the largest id a 32-bit INTEGER column holds
+#: DICOM LO values hold no control characters (and PostgreSQL text refuses NUL)
+NO_CONTROL_CHARS = r"^[^\x00-\x1f\x7f]*$"
+router = APIRouter(prefix="/api/v1", tags=["fractions"], responses=ERROR_RESPONSES)
+
+PatientIdField = Annotated[
+    str,
+    Form(
+        min_length=1,
+        max_length=64,
+        pattern=NO_CONTROL_CHARS,
+        description="the patient's ID (DICOM PatientID)",
+    ),
+]
+IsocenterField = Annotated[
+    str | None,
+    Form(
+        max_length=200,
+        description="plan isocentre 'x,y,z' in mm, DICOM patient coordinates (LPS); "
+        "default: the course's, else the centre of the MVCT",
+    ),
+]
+
+
+SeriesUidField = Annotated[
+    str | None,
+    Form(
+        max_length=64,
+        pattern=r"^[0-9.]*$",
+        description="SeriesInstanceUID to read when the upload holds several series",
+    ),
+]
+
+
+def base_url(request: Request, ctx: ServiceContext) -> str:
+    return ctx.settings.public_base_url or str(request.base_url)
+
+
+def parse_isocenter(text: str | None) -> LpsPoint | None:
+    if text is None or not text.strip():
+        return None
+    try:
+        return LpsPoint.parse(text)
+    except ValueError as exc:
+        raise UnprocessableError(str(exc)) from None
+
+
+@router.post(
+    "/fractions",
+    status_code=201,
+    response_model=FractionPublic,
+    responses={
+        200: {"model": FractionPublic, "description": "this MVCT was already a fraction"},
+        202: {"model": FractionPublic, "description": "accepted; poll the Location"},
+        500: {"model": ErrorOut, "description": "the registration engine failed"},
+    },
+)
+async def post_fraction(
+    request: Request,
+    response: Response,
+    principal: Console,
+    ctx: ContextDep,
+    patient_id: PatientIdField,
+    mvct: Annotated[
+        list[UploadFile], File(description="today's MVCT: the series' DICOM files, or one .zip")
+    ],
+    planning: Annotated[
+        list[UploadFile] | None,
+        File(description="the planning CT the same way (or give course_id)"),
+    ] = None,
+    course_id: Annotated[int | None, Form(ge=1, le=MAX_ID)] = None,
+    isocenter: IsocenterField = None,
+    fraction_number: Annotated[int | None, Form(ge=1, le=1000)] = None,
+    dof: Annotated[Dof | None, Form(description="default: the course's")] = None,
+    mode: Annotated[Mode | None, Form(description="default: the course's")] = None,
+    mvct_series_uid: SeriesUidField = None,
+    planning_series_uid: SeriesUidField = None,
+    wait: Annotated[
+        bool, Query(description="wait for the registration (false: answer 202 at once)")
+    ] = True,
+) -> FractionPublic:
+    fraction_request = FractionRequest(
+        patient_id=patient_id,
+        mvct=mvct,
+        planning=planning or None,
+        course_id=course_id,
+        isocenter=parse_isocenter(isocenter),
+        fraction_number=fraction_number,
+        dof=dof,
+        mode=mode,
+        mvct_series_uid=mvct_series_uid or None,
+        planning_series_uid=planning_series_uid or None,
+    )
+    received = await run_in_threadpool(receive_fraction, ctx, fraction_request, principal.actor)
+    if received.created and ctx.jobs is not None:
+        ctx.jobs.enqueue(received.job_id)
+    if wait and ctx.jobs is not None:
+        await ctx.jobs.wait_finished(received.job_id, ctx.settings.wait_timeout_s)
+    view, error_status = await run_in_threadpool(
+        _load, ctx, received.fraction_id, base_url(request, ctx)
+    )
+    location = f"/api/v1/fractions/{view.id}"
+    if view.status == JobStatus.FAILED.value:
+        raise HTTPException(
+            status_code=error_status or 500,
+            detail=view.error or "the registration failed",
+            headers={"Location": location},
+        )
+    if view.status != JobStatus.DONE.value:
+        response.status_code = 202
+        response.headers["Location"] = location
+    elif not received.created:
+        response.status_code = 200
+    return view
+
+
+@router.get("/fractions/{fraction_id}", response_model=FractionPublic)
+def get_fraction(
+    fraction_id: Annotated[int, Path(ge=1, le=MAX_ID)],
+    request: Request,
+    session: SessionDep,
+    ctx: ContextDep,
+    _: Reader,
+) -> FractionPublic:
+    fraction = repo.fraction_by_id(session, fraction_id)
+    if fraction is None:
+        raise NotFoundError(f"fraction {fraction_id} does not exist")
+    return fraction_public(fraction, base_url(request, ctx))
+
+
+def _load(ctx: ServiceContext, fraction_id: int, base: str) -> tuple[FractionPublic, int | None]:
+    with ctx.sessions() as session:
+        fraction = repo.fraction_by_id(session, fraction_id)
+        if fraction is None:  # pragma: no cover - it was committed before
+            raise NotFoundError(f"fraction {fraction_id} does not exist")
+        return fraction_public(fraction, base), fraction.job.error_status

@@ -1,0 +1,244 @@
+"""The tables, as SQLAlchemy 2 typed ORM classes. The migrations in ``migrations/`` create them.
+
+Invariants the schema itself enforces:
+
+* one stored image series per content hash (``image_series.content_sha256`` unique);
+* one fraction per MVCT series (``fractions.mvct_series_id`` unique): posting the same MVCT twice
+  finds the existing fraction;
+* one job and at most one registration result per fraction (unique ``fraction_id``);
+* ``audit_events`` and ``registration_results`` are append-only (database triggers, see
+  :mod:`app.db.append_only`).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from enum import StrEnum, unique
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    CheckConstraint,
+    DateTime,
+    Float,
+    ForeignKey,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """A timezone-aware UTC timestamp on every backend (SQLite stores it naive)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+@unique
+class Role(StrEnum):
+    CONSOLE = "console"  #: the treatment console's API key: post images, read results
+    THERAPIST = "therapist"  #: read
+    PHYSICIAN = "physician"  #: sign off
+    PHYSICIST = "physicist"  #: reports, configuration
+    ADMIN = "admin"  #: users and keys
+
+
+@unique
+class JobStatus(StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+
+
+class User(Base):
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    username: Mapped[str] = mapped_column(String(64), unique=True)
+    full_name: Mapped[str] = mapped_column(String(200))
+    role: Mapped[str] = mapped_column(String(16))
+    password_hash: Mapped[str] = mapped_column(String(255))
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+
+class ApiKey(Base):
+    __tablename__ = "api_keys"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    role: Mapped[str] = mapped_column(String(16))
+    #: SHA-256 (hex) of the whole key; the key itself is shown once and never stored
+    key_sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    key_prefix: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    revoked_at: Mapped[datetime | None] = mapped_column(UtcDateTime, default=None)
+
+
+class ImageSeries(Base):
+    """One CT series stored content-addressed under ``<data_dir>/images/<sha[:2]>/<sha>/``."""
+
+    __tablename__ = "image_series"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    content_sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    series_instance_uid: Mapped[str] = mapped_column(String(64), index=True)
+    study_instance_uid: Mapped[str] = mapped_column(String(64), default="")
+    frame_of_reference_uid: Mapped[str] = mapped_column(String(64), default="")
+    patient_id: Mapped[str] = mapped_column(String(64), default="")
+    series_description: Mapped[str] = mapped_column(String(200), default="")
+    patient_position: Mapped[str] = mapped_column(String(3))
+    n_files: Mapped[int] = mapped_column(Integer)
+    #: axis-aligned bounding box of the voxel centres, LPS mm
+    min_x_mm: Mapped[float] = mapped_column(Float)
+    min_y_mm: Mapped[float] = mapped_column(Float)
+    min_z_mm: Mapped[float] = mapped_column(Float)
+    max_x_mm: Mapped[float] = mapped_column(Float)
+    max_y_mm: Mapped[float] = mapped_column(Float)
+    max_z_mm: Mapped[float] = mapped_column(Float)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+
+class Course(Base):
+    """A course of treatment: one patient, one planning CT, the settings every fraction uses."""
+
+    __tablename__ = "courses"
+    __table_args__ = (
+        UniqueConstraint(
+            "patient_id", "planning_series_id", name="uq_courses_patient_id_planning_series_id"
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    patient_id: Mapped[str] = mapped_column(String(64), index=True)
+    planning_series_id: Mapped[int] = mapped_column(ForeignKey("image_series.id"))
+    isocenter_x_mm: Mapped[float | None] = mapped_column(Float, default=None)
+    isocenter_y_mm: Mapped[float | None] = mapped_column(Float, default=None)
+    isocenter_z_mm: Mapped[float | None] = mapped_column(Float, default=None)
+    patient_position: Mapped[str] = mapped_column(String(3))
+    ptv_margin_mm: Mapped[float] = mapped_column(Float)
+    dof: Mapped[int] = mapped_column(Integer)
+    mode: Mapped[str] = mapped_column(String(16))
+    site: Mapped[str] = mapped_column(String(100), default="")
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    created_by: Mapped[str] = mapped_column(String(100))
+
+    planning_series: Mapped[ImageSeries] = relationship(lazy="joined")
+
+
+class Fraction(Base):
+    """One daily MVCT of a course; its registration runs as the fraction's job."""
+
+    __tablename__ = "fractions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    course_id: Mapped[int] = mapped_column(ForeignKey("courses.id"), index=True)
+    patient_id: Mapped[str] = mapped_column(String(64), index=True)
+    mvct_series_id: Mapped[int] = mapped_column(ForeignKey("image_series.id"), unique=True)
+    fraction_number: Mapped[int] = mapped_column(Integer)
+    dof: Mapped[int] = mapped_column(Integer)
+    mode: Mapped[str] = mapped_column(String(16))
+    #: the isocentre asked for (request or course); None: the core's default (MVCT centre)
+    isocenter_x_mm: Mapped[float | None] = mapped_column(Float, default=None)
+    isocenter_y_mm: Mapped[float | None] = mapped_column(Float, default=None)
+    isocenter_z_mm: Mapped[float | None] = mapped_column(Float, default=None)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    created_by: Mapped[str] = mapped_column(String(100))
+
+    course: Mapped[Course] = relationship(lazy="joined")
+    mvct_series: Mapped[ImageSeries] = relationship(lazy="joined")
+    job: Mapped[Job] = relationship(back_populates="fraction", lazy="joined")
+    result: Mapped[RegistrationResult | None] = relationship(lazy="joined")
+
+
+class Job(Base):
+    """Where a fraction's registration stands; the source of truth across restarts."""
+
+    __tablename__ = "jobs"
+    __table_args__ = (
+        CheckConstraint("status IN ('queued', 'running', 'done', 'failed')", name="status"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    fraction_id: Mapped[int] = mapped_column(ForeignKey("fractions.id"), unique=True)
+    status: Mapped[str] = mapped_column(String(16), index=True, default=JobStatus.QUEUED.value)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(UtcDateTime, default=None)
+    finished_at: Mapped[datetime | None] = mapped_column(UtcDateTime, default=None)
+    #: therapist-readable reason when failed
+    error: Mapped[str | None] = mapped_column(Text, default=None)
+    #: HTTP status that best describes the failure (422 bad input, 500 engine fault)
+    error_status: Mapped[int | None] = mapped_column(Integer, default=None)
+
+    fraction: Mapped[Fraction] = relationship(back_populates="job")
+
+
+class RegistrationResult(Base):
+    """The engine's answer for a fraction (append-only; at most one per fraction)."""
+
+    __tablename__ = "registration_results"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    fraction_id: Mapped[int] = mapped_column(ForeignKey("fractions.id"), unique=True)
+    result: Mapped[dict[str, Any]] = mapped_column(JSON)
+    lateral_mm: Mapped[float] = mapped_column(Float)
+    longitudinal_mm: Mapped[float] = mapped_column(Float)
+    vertical_mm: Mapped[float] = mapped_column(Float)
+    pitch_deg: Mapped[float] = mapped_column(Float)
+    roll_deg: Mapped[float] = mapped_column(Float)
+    yaw_deg: Mapped[float] = mapped_column(Float)
+    trusted: Mapped[bool] = mapped_column(Boolean)
+    engine_version: Mapped[str] = mapped_column(String(64), default="")
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+
+class AuditEvent(Base):
+    """Every state change, append-only (database triggers refuse UPDATE and DELETE)."""
+
+    __tablename__ = "audit_events"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    actor: Mapped[str] = mapped_column(String(100))
+    action: Mapped[str] = mapped_column(String(32), index=True)
+    entity: Mapped[str] = mapped_column(String(32))
+    entity_id: Mapped[str] = mapped_column(String(64))
+    detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
