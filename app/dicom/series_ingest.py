@@ -1,0 +1,132 @@
+"""A complete received series through the service's own ingest path (the HTTP API's functions).
+
+* planning CT → :func:`app.courses.create_course`: the existing course when the patient already
+  has one for this Series Instance UID (even if a peer re-encoded the files), else a new course
+  with the PTV margin, DOF, mode and site of the patient's previous course (the defaults for a
+  first course);
+* MVCT → :func:`app.fractions.receive_fraction` (the code path of ``POST /api/v1/fractions``:
+  idempotent on the images, same storage, same audit) against the patient's most recent course,
+  and its job is queued as that route queues it.
+
+Refusals are the ingest path's own exceptions, with its words.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from app.context import ServiceContext
+from app.courses import CourseRequest, create_course
+from app.db import repository as repo
+from app.db.models import Course, ImageSeries
+from app.db.models_dicom import DicomSeries
+from app.dicom import DicomError
+from app.errors import ConflictError
+from app.fractions import FractionRequest, receive_fraction
+from registration.couch import Dof
+from registration.result import Mode
+
+#: (SOP Instance UID, inbox file) of each instance of a series
+SeriesFiles = Sequence[tuple[str, Path]]
+
+
+@dataclass
+class _FileUpload:
+    """An inbox file handed to the ingest path as an upload (what ``app.ingest.Upload`` needs)."""
+
+    filename: str | None
+    file: BinaryIO
+
+
+def planning_course(
+    ctx: ServiceContext, series: DicomSeries, files: SeriesFiles, actor: str
+) -> int:
+    """The id of the course whose planning CT ``series`` is (made if needed)."""
+    with ctx.sessions() as session:
+        same = course_of_planning(session, series.patient_id, series.series_instance_uid)
+        previous = latest_course(session, series.patient_id)
+    if same is not None:
+        return same.id
+    inherited: dict[str, Any] = {}
+    if previous is not None:
+        inherited = {
+            "ptv_margin_mm": previous.ptv_margin_mm,
+            "dof": Dof(previous.dof),
+            "mode": Mode(previous.mode),
+            "site": previous.site,
+        }
+    with uploads(files) as planning:
+        request = CourseRequest(
+            patient_id=series.patient_id,
+            planning=planning,
+            planning_series_uid=series.series_instance_uid,
+            **inherited,
+        )
+        try:
+            return create_course(ctx, request, actor).course_id
+        except ConflictError:  # these very files are a course already, with other settings
+            with ctx.sessions() as session:
+                course = course_of_planning(session, series.patient_id, series.series_instance_uid)
+            if course is None:
+                raise
+            return course.id
+
+
+def mvct_fraction(
+    ctx: ServiceContext, series: DicomSeries, files: SeriesFiles, actor: str
+) -> tuple[int, int] | None:
+    """``(course id, fraction id)`` of the MVCT ``series``; None while the patient has no course."""
+    with ctx.sessions() as session:
+        course = latest_course(session, series.patient_id)
+    if course is None:
+        return None
+    with uploads(files) as mvct:
+        request = FractionRequest(
+            patient_id=series.patient_id,
+            mvct=mvct,
+            course_id=course.id,
+            mvct_series_uid=series.series_instance_uid,
+        )
+        received = receive_fraction(ctx, request, actor)
+    if received.created and ctx.jobs is not None:  # exactly as POST /api/v1/fractions does
+        ctx.jobs.enqueue(received.job_id)
+    return course.id, received.fraction_id
+
+
+def latest_course(session: Session, patient_id: str) -> Course | None:
+    courses = repo.courses(session, patient_id)
+    return courses[-1] if courses else None
+
+
+def course_of_planning(session: Session, patient_id: str, series_uid: str) -> Course | None:
+    query = (
+        select(Course)
+        .join(ImageSeries, Course.planning_series_id == ImageSeries.id)
+        .where(Course.patient_id == patient_id, ImageSeries.series_instance_uid == series_uid)
+        .order_by(Course.id.desc())
+    )
+    return session.scalars(query).first()
+
+
+@contextlib.contextmanager
+def uploads(files: Iterable[tuple[str, Path]]) -> Iterator[list[_FileUpload]]:
+    """The inbox files opened as uploads named ``<SOP Instance UID>.dcm`` (closed after)."""
+    with contextlib.ExitStack() as stack:
+        opened = []
+        for name, path in files:
+            try:
+                handle = stack.enter_context(path.open("rb"))
+            except FileNotFoundError:
+                raise DicomError(
+                    f"the received file of instance {name} is missing from the DICOM inbox "
+                    f"({path}); send the series again"
+                ) from None
+            opened.append(_FileUpload(f"{name}.dcm", handle))
+        yield opened
