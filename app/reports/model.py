@@ -29,6 +29,8 @@ from registration.stats import (
 DECISIONS: Final = ("approved", "approved_adjusted", "rejected")
 #: how a missing decision is written in the exports
 AWAITING: Final = "awaiting"
+#: the decision whose fraction never counts in the statistics
+REJECTED: Final = "rejected"
 
 _MONTHS: Final = (
     "Jan",
@@ -61,6 +63,12 @@ class FractionRow:
 
     ``decision`` is one of :data:`DECISIONS` or ``None`` (awaiting). ``acquired_at`` and
     ``signed_at`` must be timezone-aware. Raises :class:`ReportInputError` otherwise.
+
+    A shift value is ``None`` where the chosen shift source has none for this fraction (under
+    ``signed``: a fraction awaiting its sign-off, or a rejected one). Such a row is listed in
+    the exports but left out of the statistics, as is every ``rejected`` row (its shift was not
+    applied): see :attr:`counts_in_statistics`. The caller marks ``repeat_image`` a second
+    image of a fraction number (a repeat or verification MVCT) when an earlier one counts.
     """
 
     patient_id: str
@@ -69,16 +77,18 @@ class FractionRow:
     fraction_number: int
     fraction_date: datetime.date
     acquired_at: datetime.datetime
-    lateral_mm: float
-    longitudinal_mm: float
-    vertical_mm: float
-    pitch_deg: float
-    roll_deg: float
-    yaw_deg: float
+    lateral_mm: float | None
+    longitudinal_mm: float | None
+    vertical_mm: float | None
+    pitch_deg: float | None
+    roll_deg: float | None
+    yaw_deg: float | None
     trusted: bool
     decision: str | None
     signed_by: str | None
     signed_at: datetime.datetime | None
+    #: a later image of a fraction number whose earlier image already counts (listed only)
+    repeat_image: bool = False
 
     def __post_init__(self) -> None:
         where = f"(patient {self.patient_id!r}, fraction {self.fraction_number})"
@@ -90,6 +100,24 @@ class FractionRow:
                 f"decision={self.decision!r} {where}: give one of {', '.join(DECISIONS)}, "
                 "or None while the fraction awaits a decision."
             )
+
+    @property
+    def has_shift(self) -> bool:
+        """All six values are present."""
+        return None not in (
+            self.lateral_mm,
+            self.longitudinal_mm,
+            self.vertical_mm,
+            self.pitch_deg,
+            self.roll_deg,
+            self.yaw_deg,
+        )
+
+    @property
+    def counts_in_statistics(self) -> bool:
+        """It has a shift, was not rejected (its correction was not applied) and is not a
+        :attr:`repeat_image`."""
+        return self.has_shift and self.decision != REJECTED and not self.repeat_image
 
 
 def _day_month_year(day: datetime.date) -> str:
@@ -143,12 +171,13 @@ class ReportPeriod:
                 raise ValueError(week)
             year, number = int(match.group(1)), int(match.group(2))
             monday = datetime.date.fromisocalendar(year, number, 1)
-        except ValueError:
+            sunday = monday + datetime.timedelta(days=6)  # OverflowError in 9999-W52
+        except (ValueError, OverflowError):
             raise ReportInputError(
                 f"week={week!r}: give an ISO week as YYYY-Www, e.g. 2026-W48 (weeks 01–52, "
                 "or 53 in a year that has one)."
             ) from None
-        return cls(monday, monday + datetime.timedelta(days=6), f"{year}-W{number:02d}")
+        return cls(monday, sunday, f"{year}-W{number:02d}")
 
     @classmethod
     def between(cls, start: datetime.date, end: datetime.date) -> ReportPeriod:
@@ -186,7 +215,9 @@ class ReportContext:
     """What a report covers and who asked for it (everything but the rows).
 
     ``site`` is the site filter (``None``: all sites); ``shift_source`` says which shift the rows
-    carry; ``generated_at`` must be timezone-aware (it is shown in UTC).
+    carry; ``generated_at`` must be timezone-aware (it is shown in UTC); ``notes`` are the
+    caller's sentences for the reader (e.g. what was selected and why), shown before the
+    statistics' own notes.
     """
 
     period: ReportPeriod
@@ -196,6 +227,7 @@ class ReportContext:
     site: str | None = None
     shift_source: ShiftSource = DEFAULT_SHIFT_SOURCE
     margin_in_use_mm: float = DEFAULT_MARGIN_IN_USE_MM
+    notes: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         _require_aware("generated_at", self.generated_at, "of the report")
@@ -214,14 +246,24 @@ class Report:
     """Rows, their context and their statistics: everything a renderer needs, nothing to compute.
 
     ``rows`` are sorted by patient, course and fraction number, ``vectors_mm[i]`` is the 3D
-    length of ``rows[i]``, and ``statistics`` is :func:`registration.stats.summarise` of the rows.
+    length of ``rows[i]`` (``None`` without a shift), and ``statistics`` is
+    :func:`registration.stats.summarise` of the rows that count
+    (:attr:`FractionRow.counts_in_statistics`). ``notes`` are the context's notes and what
+    :func:`~app.reports.build_report` adds (rows listed but not counted, the history used for
+    the early warnings).
     """
 
     context: ReportContext
     rows: tuple[FractionRow, ...]
-    vectors_mm: tuple[float, ...]
+    vectors_mm: tuple[float | None, ...]
     statistics: ShiftStatistics
+    notes: tuple[str, ...] = ()
 
     @property
     def is_empty(self) -> bool:
         return not self.rows
+
+    @property
+    def counted_rows(self) -> tuple[FractionRow, ...]:
+        """The rows the statistics (and the figures) are made of."""
+        return tuple(row for row in self.rows if row.counts_in_statistics)

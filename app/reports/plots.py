@@ -124,14 +124,20 @@ def _boxes(
     ax.set_xticks(range(1, len(data) + 1), labels)
 
 
+def _value(row: FractionRow, field: str) -> float:
+    """A shift value of a row that counts in the statistics (those have every value)."""
+    return float(getattr(row, field))
+
+
 def box_plot_png(report: Report) -> bytes | None:
     """Box plots of the per-fraction shifts: translations (mm, with ±margin) and roll (deg)."""
-    if report.is_empty:
+    rows = report.counted_rows
+    if not rows:
         return None
     margin_mm = report.context.margin_in_use_mm
     figure = _figure(2.6)
     translations, roll = figure.subplots(1, 2, width_ratios=[3, 1])
-    data = [[float(getattr(row, field)) for row in report.rows] for _, field, _ in _AXES]
+    data = [[_value(row, field) for row in rows] for _, field, _ in _AXES]
     _boxes(translations, data, [name for name, _, _ in _AXES], [c for _, _, c in _AXES])
     for level in (margin_mm, -margin_mm):
         translations.axhline(level, **_MARGIN_STYLE)
@@ -146,18 +152,23 @@ def box_plot_png(report: Report) -> bytes | None:
         color="0.35",
     )
     _style(translations, "shift per fraction (mm)")
-    _boxes(roll, [[row.roll_deg for row in report.rows]], ["roll"], ["0.6"])
+    _boxes(roll, [[_value(row, "roll_deg") for row in rows]], ["roll"], ["0.6"])
     _style(roll, "roll per fraction (deg)")
     return _png(figure)
 
 
 def histogram_png(report: Report) -> bytes | None:
     """Histogram of the fractions' 3D shift vector lengths (0.5 mm bins), median marked."""
-    if report.is_empty:
+    counted = [
+        vector_mm
+        for row, vector_mm in zip(report.rows, report.vectors_mm, strict=True)
+        if row.counts_in_statistics and vector_mm is not None
+    ]
+    if not counted:
         return None
     import numpy as np
 
-    vectors = np.asarray(report.vectors_mm)
+    vectors = np.asarray(counted)
     edges = np.arange(0.0, float(vectors.max()) + 0.5 + 1e-9, 0.5)
     figure = _figure(2.3)
     ax = figure.subplots()
@@ -258,13 +269,14 @@ def time_series_pngs(
     the legend), one y scale for all panels. Returns the images and a caption saying what is
     shown.
     """
-    if report.is_empty:
+    rows = report.counted_rows
+    if not rows:
         return (), "No fractions: no time series."
     ranked = _most_shifted(report)
     shown = ranked[: max(0, max_patients)]
-    series = _series_by_course(report.rows)
+    series = _series_by_course(rows)
     margin_mm = report.context.margin_in_use_mm
-    largest = max(abs(getattr(row, field)) for row in report.rows for _, field, _ in _AXES)
+    largest = max(abs(getattr(row, field)) for row in rows for _, field, _ in _AXES)
     limit_mm = 1.15 * max(largest, margin_mm)
     strips = tuple(
         _time_series_strip(shown[i : i + GRID_COLUMNS], series, limit_mm, margin_mm, i == 0)

@@ -113,8 +113,9 @@ DEFINITIONS: Final = (
     ),
     Definition(
         "Early warnings",
-        f"NAL: the mean of a patient's first {DEFAULT_NAL_FRACTIONS} fractions in this report "
-        f"beyond ±{DEFAULT_NAL_THRESHOLD_MM:.1f} mm on a translation axis. Weekly check: once "
+        f"NAL: the mean of a patient's first {DEFAULT_NAL_FRACTIONS} fractions (of the course "
+        "when its earlier fractions were read, else of this report) beyond "
+        f"±{DEFAULT_NAL_THRESHOLD_MM:.1f} mm on a translation axis. Weekly check: once "
         "there are more, the mean of all fractions to date beyond "
         f"±{DEFAULT_RUNNING_THRESHOLD_MM:.1f} mm.",
         "de Boer & Heijmen, IJROBP 2001;50:1350 and 2007;67:1586",
@@ -161,7 +162,9 @@ def headline(report: Report) -> str:
         return f"No fractions {period}{site}."
     patients = "patient" if stats.n_patients == 1 else "patients"
     fractions = "fraction" if stats.n_fractions == 1 else "fractions"
-    return f"{stats.n_fractions} {fractions} of {stats.n_patients} {patients} {period}{site}."
+    listed_only = len(report.rows) - stats.n_fractions
+    more = f" ({listed_only} more listed, not counted: see the notes)" if listed_only else ""
+    return f"{stats.n_fractions} {fractions} of {stats.n_patients} {patients} {period}{site}{more}."
 
 
 def summary_line(report: Report) -> str:
@@ -298,7 +301,7 @@ def notes(report: Report) -> list[str]:
             ("vertical", pop.vertical),
         )
     ]
-    return [*report.statistics.notes, *axis_notes]
+    return [*report.notes, *report.statistics.notes, *axis_notes]
 
 
 def patient_table_header(report: Report) -> list[str]:
@@ -366,7 +369,7 @@ def warning_legend(report: Report) -> str:
         return "No early warnings."
     return (
         f"First fractions (NAL): the mean of a patient's first {DEFAULT_NAL_FRACTIONS} fractions "
-        "in this report is beyond the threshold: consider a systematic correction. Running "
+        "is beyond the threshold: consider a systematic correction. Running "
         "systematic (weekly check): the mean of all fractions to "
         f"{report.context.period.end.isoformat()} is beyond it: the systematic error persists; "
         "review the set-up and consider a correction."
