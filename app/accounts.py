@@ -1,19 +1,79 @@
-"""Users and API keys: create, list, revoke (the CLI and the demo use these)."""
+"""Users and API keys: create, list, revoke (the CLI and the demo use these); sign-in.
+
+:func:`authenticate` is the one place a person's password is checked — HTTP Basic, the browser
+sign-in and the password re-entered at signing all call it — so the sign-in rate limit
+(:mod:`app.ratelimit`) applies to every path.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from app import security
+from app import ratelimit, security
 from app.db import repository as repo
 from app.db.models import ApiKey, Role, User, utcnow
+from app.ratelimit import SignInLimits, TooManySignInAttemptsError
+
+if TYPE_CHECKING:
+    from app.context import ServiceContext
+
+__all__ = ["SignInError", "TooManySignInAttemptsError", "authenticate"]
 
 
 class AccountError(ValueError):
     """A user or key cannot be created or changed as asked; the message says why."""
+
+
+class SignInError(Exception):
+    """Wrong user name or password (the message never says which)."""
+
+
+def authenticate(ctx: ServiceContext, username: str, password: str, client: str) -> User:
+    """The active user ``username`` if ``password`` is theirs, within the sign-in rate limit.
+
+    ``client`` is the client's address (``request.client.host``; behind a proxy, uvicorn's
+    ``--forwarded-allow-ips`` makes it the real one). Raises :class:`SignInError` (401) or
+    :class:`TooManySignInAttemptsError` (429, before the password is even checked). A failure is
+    recorded in the database, so every replica counts it; nothing secret is recorded.
+    """
+    limits = SignInLimits.of(ctx.settings)
+    plausible = username.isprintable() and 0 < len(username) <= 64
+    with ctx.sessions() as session:
+        user = repo.user_by_username(session, username) if plausible else None
+        known = None if user is None else user.username
+        failures = ratelimit.check(session, known, client, limits)
+    if user is None:
+        security.verify_password(_dummy_hash(), password)  # same time as a known name
+        ok = False
+    else:
+        ok = user.active and security.verify_password(user.password_hash, password)
+    if ok and failures == 0:
+        assert user is not None
+        return user
+    with ctx.writer() as session:
+        if ok:
+            assert user is not None and known is not None
+            ratelimit.record_success_after_failures(session, known, client)
+        else:
+            ratelimit.record_failure(session, known, client)
+        session.commit()
+    if not ok or user is None:
+        raise SignInError("wrong user name or password")
+    return user
+
+
+_dummy: list[str] = []
+
+
+def _dummy_hash() -> str:
+    """A hash no password matches, to check unknown user names against (same cost, no oracle)."""
+    if not _dummy:
+        _dummy.append(security.hash_password(security.new_password()))
+    return _dummy[0]
 
 
 def add_user(

@@ -15,7 +15,7 @@ EXIT_NOT_TRUSTED = 3
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from app import cli_register, cli_service
+    from app import cli_register, cli_report, cli_service
 
     parser = argparse.ArgumentParser(
         prog="mvct-guide",
@@ -25,6 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     cli_register.add_commands(sub)
     cli_service.add_commands(sub)
+    cli_report.add_commands(sub)
     return parser
 
 

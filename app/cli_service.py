@@ -1,4 +1,4 @@
-"""Subcommands of the service: ``serve``, ``demo``, ``users``, ``api-keys``, ``db``.
+"""Subcommands of the service: ``serve``, ``worker``, ``demo``, ``users``, ``api-keys``, ``db``.
 
 Every command reads the ``MVCT_GUIDE_*`` environment (see :class:`app.config.Settings`); the
 flags ``--data-dir``, ``--database-url`` (and ``--workers`` for servers) override it.
@@ -22,7 +22,25 @@ def add_commands(sub: Any) -> None:  # argparse's _SubParsersAction is private
     serve = sub.add_parser("serve", help="run the HTTP service (console API)")
     _storage_flags(serve)
     _server_flags(serve, default_port=8000)
+    serve.add_argument(
+        "--dicom-port", type=int, help="start the DICOM C-STORE SCP (env MVCT_GUIDE_DICOM_PORT)"
+    )
+    serve.add_argument("--dicom-host", help="its address (env MVCT_GUIDE_DICOM_HOST, 127.0.0.1)")
+    serve.add_argument("--dicom-ae-title", help="its AE title (env MVCT_GUIDE_DICOM_AE_TITLE)")
     serve.set_defaults(handler=_serve)
+
+    worker = sub.add_parser(
+        "worker",
+        help="run registration workers for the queue (MVCT_GUIDE_QUEUE=celery, scale-out mode)",
+    )
+    _storage_flags(worker)
+    worker.add_argument(
+        "--broker-url", help="e.g. redis://127.0.0.1:6379/0 (env MVCT_GUIDE_BROKER_URL)"
+    )
+    worker.add_argument(
+        "--workers", type=int, help="registration processes on this host (env MVCT_GUIDE_WORKERS)"
+    )
+    worker.set_defaults(handler=_worker)
 
     demo = sub.add_parser(
         "demo",
@@ -108,7 +126,8 @@ def settings_from(args: argparse.Namespace) -> Any:
     from app.config import Settings
 
     overrides: dict[str, Any] = {}
-    for name in ("data_dir", "database_url", "workers"):
+    names = ("data_dir", "database_url", "workers", "broker_url")
+    for name in (*names, "dicom_port", "dicom_host", "dicom_ae_title"):
         value = getattr(args, name, None)
         if value is not None:
             overrides[name] = value
@@ -128,11 +147,37 @@ def _fail(message: str) -> int:
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
+    from app.dicom import DicomError
     from app.main import create_app
 
     settings = settings_from(args)
+    try:
+        app = create_app(settings)
+    except DicomError as exc:
+        return _fail(str(exc))
     print(f"mvct-guide: serving on http://{args.host}:{args.port} (data in {settings.data_dir})")
-    uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level="info")
+    if settings.dicom_port:
+        print(
+            f"mvct-guide: DICOM SCP {settings.dicom_ae_title} on "
+            f"{settings.dicom_host}:{settings.dicom_port}"
+        )
+    uvicorn.run(app, host=args.host, port=args.port, log_level="info")
+    return EXIT_OK
+
+
+def _worker(args: argparse.Namespace) -> int:
+    settings = settings_from(args)
+    if not settings.broker_url:
+        return _fail("a worker needs a broker: set MVCT_GUIDE_BROKER_URL or --broker-url")
+    settings = settings.model_copy(update={"queue": "celery"})
+    from app.queue.celery_app import run_worker
+
+    print(
+        f"mvct-guide: {settings.workers} registration worker(s) on the queue "
+        f"(data in {settings.data_dir})",
+        flush=True,
+    )
+    run_worker(settings, settings.workers)
     return EXIT_OK
 
 

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -32,6 +33,74 @@ class Settings(BaseSettings):
     #: start (and warm) the worker processes with the service; off only for tests of the HTTP layer
     start_workers: bool = True
     sqlite_busy_timeout_ms: int = Field(default=30_000, ge=0)
+
+    # --- scale-out (README "Scale-out") --------------------------------------------------------
+    #: where registrations run: "embedded" (warm worker processes inside the service) or "celery"
+    #: (``mvct-guide worker`` processes, on any host that shares the database and ``data_dir``)
+    queue: Literal["embedded", "celery"] = "embedded"
+    #: the Celery broker when ``queue`` is celery: ``redis://host:6379/0`` or ``amqp://user:pw@host//``
+    broker_url: str = ""
+    #: the broker queue of this service's jobs (several services may share one broker)
+    queue_name: str = Field(default="mvct-guide-registrations", pattern=r"^[A-Za-z0-9_.:-]{1,100}$")
+    #: a queued registration running longer than this is stopped; after it (plus a minute) a job
+    #: still marked running is taken over by the next delivery
+    job_time_limit_s: float = Field(default=300.0, ge=10)
+    #: how often each API replica publishes again jobs the broker may have lost (queue mode)
+    queue_sweep_s: float = Field(default=60.0, ge=1)
+    #: orphan files younger than this survive the start-up sweep (another replica may be writing
+    #: them); 0 in the embedded default, where one process owns the data directory
+    orphan_min_age_s: float | None = Field(default=None, ge=0)
+
+    # --- security -------------------------------------------------------------------------------
+    #: failed password checks per user name, and per client address, within ``sign_in_window_s``
+    #: after which sign-in answers 429 until the window has passed
+    sign_in_max_failures_per_user: int = Field(default=5, ge=1)
+    sign_in_max_failures_per_ip: int = Field(default=20, ge=1)
+    sign_in_window_s: float = Field(default=900.0, gt=0)
+    #: Strict-Transport-Security max-age in seconds; 0: not sent (set it only behind HTTPS)
+    hsts_max_age_s: int = Field(default=0, ge=0)
+
+    # --- DICOM networking (README "DICOM"; app/dicom/) ------------------------------------------
+    #: TCP port of the C-STORE SCP started with the service; 0: no SCP (``serve --dicom-port``)
+    dicom_port: int = Field(default=0, ge=0, le=65535)
+    #: address the SCP listens on (``serve --dicom-host``)
+    dicom_host: str = "127.0.0.1"
+    dicom_ae_title: str = Field(default="MVCTGUIDE", min_length=1, max_length=16)
+    #: calling AE titles allowed to associate, comma-separated; empty: any
+    dicom_allowed_aes: str = ""
+    #: refuse associations whose called AE title is not ``dicom_ae_title``
+    dicom_check_called_ae: bool = True
+    #: which received CT series are MVCTs and which planning CTs (app/dicom/grouping.py): the
+    #: sending AE first (comma-separated lists), then SeriesDescription regular expressions
+    #: (case-insensitive, empty: unused), then ``dicom_unmatched_series`` for the rest
+    dicom_mvct_aes: str = ""
+    dicom_planning_aes: str = ""
+    dicom_mvct_pattern: str = "CTrue Image Set"
+    dicom_planning_pattern: str = ""
+    dicom_unmatched_series: Literal["longest", "planning", "mvct", "ignore"] = "longest"
+    #: a received series is complete when its association has ended and no instance came for this
+    dicom_quiet_s: float = Field(default=5.0, ge=0, le=3600)
+    #: after sign-off, C-STORE the REG to ``AET@host:port``; empty: off
+    dicom_reg_destination: str = ""
+
+    @model_validator(mode="after")
+    def _queue_needs_a_broker(self) -> Settings:
+        if self.queue == "celery" and not self.broker_url:
+            raise ValueError(
+                "MVCT_GUIDE_QUEUE=celery needs MVCT_GUIDE_BROKER_URL (e.g. redis://127.0.0.1:6379/0)"
+            )
+        return self
+
+    @property
+    def orphan_sweep_min_age_s(self) -> float:
+        if self.orphan_min_age_s is not None:
+            return self.orphan_min_age_s
+        return 0.0 if self.queue == "embedded" else 3600.0
+
+    @property
+    def job_stale_after_s(self) -> float:
+        """A job marked running for longer than this has no live attempt any more."""
+        return self.job_time_limit_s + 60.0
 
     def resolved_database_url(self) -> str:
         if self.database_url:

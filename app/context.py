@@ -8,7 +8,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.config import Settings
-from app.jobs import JobRunner
+from app.jobs import Jobs
 from app.pool import WorkerPool
 from app.storage import ImageStore
 
@@ -21,4 +21,4 @@ class ServiceContext:
     writer: sessionmaker[Session]  #: transactions that write (BEGIN IMMEDIATE on SQLite)
     store: ImageStore
     pool: WorkerPool | None = None
-    jobs: JobRunner | None = None
+    jobs: Jobs | None = None  #: the embedded JobRunner, or QueueJobs in scale-out mode

@@ -122,6 +122,11 @@ def _post_sample(
             outcome.exit_code = 1
         else:
             print(format_correction(body, _truth(samples).get("expected_couch_correction")))
+            print(
+                f"Review and sign in the browser: {body.get('review_url')} (sign in as "
+                "demo-physician with the password printed above; worklist at "
+                f"{base}/worklist)"
+            )
             outcome.exit_code = 0 if body.get("status") == "done" else 1
         if not exit_after:
             print("mvct-guide demo: still serving; press Ctrl-C to stop")

@@ -10,7 +10,8 @@ At start-up every job left ``running`` or ``queued`` by a service that died is q
 The result row is unique per fraction and is written in the same transaction as the
 compare-and-set running → done of the claiming attempt, so a fraction never gets two results,
 whatever crashes or restarts in between. One dispatcher thread makes every job transition; it
-also polls the table every few seconds, so nothing queued is forgotten.
+also polls the table every few seconds, so nothing queued is forgotten. The transitions themselves
+are in :mod:`app.queue.steps`, shared with the Celery workers of the scale-out mode.
 """
 
 from __future__ import annotations
@@ -23,20 +24,34 @@ import threading
 from collections import deque
 from concurrent.futures import Future
 from dataclasses import dataclass
-from typing import Any
+from typing import Protocol
 
-from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.db import repository as repo
-from app.db.models import Job, JobStatus, RegistrationResult
+from app.db.models import Job, JobStatus
 from app.pool import WorkerPool
+from app.queue import steps
 from app.storage import ImageStore
-from app.worker import RegistrationTask, TaskOutcome
+from app.worker import TaskOutcome
 
 log = logging.getLogger(__name__)
-ACTOR = "system:jobs"
+ACTOR = steps.ACTOR
 _POLL_S = 5.0
+
+
+class Jobs(Protocol):
+    """What the HTTP layer needs of wherever jobs run: this pool, or the queue of
+    :class:`app.queue.dispatch.QueueJobs`."""
+
+    def start(self) -> None: ...
+
+    def stop(self, timeout_s: float = 10.0) -> None: ...
+
+    def enqueue(self, job_id: int) -> None: ...
+
+    async def wait_finished(self, job_id: int, timeout_s: float) -> bool: ...
 
 
 @dataclass(frozen=True)
@@ -102,31 +117,7 @@ class JobRunner:
 
     def _recover(self) -> None:
         """Queue again what a dead service left running (or fail it after too many tries)."""
-        with self._writer() as session:
-            for job_id in repo.job_ids_with_status(session, [JobStatus.RUNNING]):
-                job = session.get(Job, job_id)
-                assert job is not None
-                if job.attempts >= self._max_attempts:
-                    self._fail(
-                        session,
-                        job,
-                        job.attempts,
-                        f"the registration was interrupted {job.attempts} times (service or "
-                        "worker stopped); it was not retried again. Post the MVCT again later or "
-                        "ask the physicist to check the server.",
-                        500,
-                    )
-                else:
-                    job.status = JobStatus.QUEUED.value
-                    repo.record_audit(
-                        session,
-                        actor=ACTOR,
-                        action="requeued",
-                        entity="fraction",
-                        entity_id=job.fraction_id,
-                        detail={"job_id": job.id, "attempts": job.attempts},
-                    )
-            session.commit()
+        steps.requeue_interrupted(self._writer, self._max_attempts)
 
     # --- public -----------------------------------------------------------------------------
 
@@ -197,12 +188,12 @@ class JobRunner:
         while self._pending and self._pool.has_free_slot():
             job_id = self._pending[0]
             with self._writer() as session:  # closing without commit rolls back
-                attempt = repo.claim_job(session, job_id)
-                task = self._task(session, job_id) if attempt is not None else None
-                if attempt is None or task is None:  # finished or taken meanwhile
+                claimed = steps.claim(session, self._store, job_id)
+                if claimed is None:  # finished or taken meanwhile
                     self._pending.popleft()
                     continue
-                future = self._pool.try_submit(task)
+                attempt = claimed.attempt
+                future = self._pool.try_submit(claimed.task)
                 if future is None:  # lost the free slot meanwhile: stays queued
                     return
                 session.commit()
@@ -211,25 +202,6 @@ class JobRunner:
             future.add_done_callback(
                 lambda f, j=job_id, a=attempt: self._events.put(_Done(j, a, f))  # type: ignore[misc]
             )
-
-    def _task(self, session: Session, job_id: int) -> RegistrationTask | None:
-        job = session.get(Job, job_id)
-        if job is None:
-            return None
-        fraction = job.fraction
-        planning = fraction.course.planning_series
-        iso = (fraction.isocenter_x_mm, fraction.isocenter_y_mm, fraction.isocenter_z_mm)
-        return RegistrationTask(
-            job_id=job_id,
-            planning_sha256=planning.content_sha256,
-            planning_files=tuple(str(p) for p in self._store.series_files(planning.content_sha256)),
-            mvct_files=tuple(
-                str(p) for p in self._store.series_files(fraction.mvct_series.content_sha256)
-            ),
-            isocenter_lps_mm=None if None in iso else iso,  # type: ignore[arg-type]
-            dof=fraction.dof,
-            mode=fraction.mode,
-        )
 
     def _complete(self, done: _Done) -> None:
         self._in_flight.discard(done.job_id)
@@ -243,101 +215,13 @@ class JobRunner:
 
     def _worker_lost(self, done: _Done, exc: BaseException) -> None:
         log.warning("registration worker lost during job %d: %r", done.job_id, exc)
-        with self._writer() as session:
-            job = session.get(Job, done.job_id)
-            if job is None:
-                return
-            if done.attempt >= self._max_attempts:
-                self._fail(
-                    session,
-                    job,
-                    done.attempt,
-                    f"the registration worker stopped unexpectedly {done.attempt} times on this "
-                    "MVCT; it was not retried again. Ask the physicist to check the server log.",
-                    500,
-                )
-            elif repo.requeue_job(session, done.job_id, done.attempt):
-                repo.record_audit(
-                    session,
-                    actor=ACTOR,
-                    action="requeued",
-                    entity="fraction",
-                    entity_id=job.fraction_id,
-                    detail={"job_id": job.id, "attempts": done.attempt, "reason": repr(exc)},
-                )
-                session.commit()
-                self._pending.append(done.job_id)
+        if steps.worker_lost(
+            self._writer, done.job_id, done.attempt, repr(exc), self._max_attempts
+        ):
+            self._pending.append(done.job_id)
 
     def _record(self, done: _Done, outcome: TaskOutcome) -> None:
-        try:
-            with self._writer() as session:
-                job = session.get(Job, done.job_id)
-                if job is None:
-                    return
-                if outcome.kind == "ok" and outcome.result is not None:
-                    self._store_result(session, job, done.attempt, outcome)
-                else:
-                    status = 500 if outcome.kind == "error" else 422
-                    message = outcome.message
-                    if outcome.kind == "error":
-                        message = f"internal error in the registration engine: {message}"
-                    self._fail(session, job, done.attempt, message, status)
-        except IntegrityError:
-            # another attempt already stored this fraction's result: keep that one
-            log.warning("job %d: a result for this fraction already exists", done.job_id)
-
-    def _store_result(self, session: Session, job: Job, attempt: int, outcome: TaskOutcome) -> None:
-        """Result row and running → done in one transaction, or nothing at all."""
-        if not repo.finish_job(session, job.id, attempt, JobStatus.DONE):
-            return  # not ours any more (re-queued meanwhile): store nothing
-        result: dict[str, Any] = outcome.result or {}
-        couch = result["couch_correction"]
-        session.add(
-            RegistrationResult(
-                fraction_id=job.fraction_id,
-                result=result,
-                lateral_mm=couch["lateral_mm"],
-                longitudinal_mm=couch["longitudinal_mm"],
-                vertical_mm=couch["vertical_mm"],
-                pitch_deg=couch["pitch_deg"],
-                roll_deg=couch["roll_deg"],
-                yaw_deg=couch["yaw_deg"],
-                trusted=bool(result["trusted"]),
-                engine_version=str(result.get("engine_version", ""))[:64],
-            )
-        )
-        repo.record_audit(
-            session,
-            actor=ACTOR,
-            action="registered",
-            entity="fraction",
-            entity_id=job.fraction_id,
-            detail={
-                "job_id": job.id,
-                "attempt": attempt,
-                "couch_correction": couch,
-                "trusted": bool(result["trusted"]),
-                "planning_cache_hit": outcome.planning_cache_hit,
-                "worker_seconds": round(outcome.seconds, 3),
-            },
-        )
-        session.commit()
-
-    def _fail(self, session: Session, job: Job, attempt: int, message: str, status: int) -> None:
-        """running (this attempt) → failed with the reason, audited; commits."""
-        if not repo.finish_job(
-            session, job.id, attempt, JobStatus.FAILED, error=message, error_status=status
-        ):
-            return
-        repo.record_audit(
-            session,
-            actor=ACTOR,
-            action="failed",
-            entity="fraction",
-            entity_id=job.fraction_id,
-            detail={"job_id": job.id, "attempt": attempt, "error": message},
-        )
-        session.commit()
+        steps.record_outcome(self._writer, done.job_id, done.attempt, outcome)
 
     def _notify(self, job_id: int) -> None:
         with self._waiters_lock:

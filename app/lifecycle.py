@@ -1,8 +1,19 @@
-"""Starting and stopping a service: migrate, sweep the store, warm the workers, resume jobs."""
+"""Starting and stopping a service: migrate, sweep the store, warm the workers, resume jobs.
+
+With ``MVCT_GUIDE_QUEUE=celery`` the service starts no worker processes: it publishes jobs to the
+broker for ``mvct-guide worker`` processes, and several replicas may share one database and data
+directory (migrations are serialised by a PostgreSQL advisory lock, and the start-up sweep spares
+files younger than ``orphan_sweep_min_age_s``, which another replica may be writing).
+"""
 
 from __future__ import annotations
 
+import contextlib
 import logging
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+from sqlalchemy import Engine, text
 
 from app.config import Settings
 from app.context import ServiceContext
@@ -11,7 +22,12 @@ from app.db import repository as repo
 from app.db.engine import make_engine, make_session_factory, make_writer_factory
 from app.jobs import JobRunner
 from app.pool import WorkerPool
+from app.queue.dispatch import QueueJobs
+from app.queue.locks import shared_lock
 from app.storage import ImageStore
+
+if TYPE_CHECKING:
+    from app.dicom.service import DicomService
 
 log = logging.getLogger(__name__)
 
@@ -21,12 +37,14 @@ def build_context(settings: Settings, pool: WorkerPool | None = None) -> Service
     engine = make_engine(
         settings.resolved_database_url(), sqlite_busy_timeout_ms=settings.sqlite_busy_timeout_ms
     )
+    # replicas share the store only in queue mode: then its locks must hold across processes
+    shared = None if settings.queue == "embedded" else shared_lock(engine, settings.data_dir)
     return ServiceContext(
         settings=settings,
         engine=engine,
         sessions=make_session_factory(engine),
         writer=make_writer_factory(engine),
-        store=ImageStore(settings.images_dir, settings.tmp_dir),
+        store=ImageStore(settings.images_dir, settings.tmp_dir, shared),
         pool=pool,
     )
 
@@ -35,22 +53,26 @@ def prepare_storage(ctx: ServiceContext) -> None:
     """Create the data directory, migrate the database, remove orphan files."""
     ctx.settings.data_dir.mkdir(parents=True, exist_ok=True)
     ctx.store.ensure_dirs()
-    migrate.upgrade(ctx.engine)
+    with _migration_lock(ctx.engine):
+        migrate.upgrade(ctx.engine)
     with ctx.sessions() as session:
         referenced = repo.all_series_hashes(session)
-    removed = ctx.store.sweep(referenced)
+    removed = ctx.store.sweep(referenced, min_age_s=ctx.settings.orphan_sweep_min_age_s)
     if removed:
         log.warning("removed %d orphan item(s) from the data directory", len(removed))
 
 
-def start(ctx: ServiceContext) -> bool:
+def start(ctx: ServiceContext, dicom: DicomService | None = None) -> bool:
     """Prepare storage, start (or adopt) the worker pool and the job runner.
 
     Returns True when this call started the pool (and :func:`stop` should shut it down).
     """
     prepare_storage(ctx)
     owns_pool = False
-    if ctx.settings.start_workers:
+    if ctx.settings.start_workers and ctx.settings.queue == "celery":
+        ctx.jobs = _queue_jobs(ctx)
+        ctx.jobs.start()
+    elif ctx.settings.start_workers:
         if ctx.pool is None:
             ctx.pool = WorkerPool(ctx.settings.workers, ctx.settings.planning_cache_size)
             owns_pool = True
@@ -63,10 +85,14 @@ def start(ctx: ServiceContext) -> bool:
             max_attempts=ctx.settings.max_job_attempts,
         )
         ctx.jobs.start()
+    if dicom is not None:  # inbox, grouper; the SCP when dicom_port is set (app/dicom/service.py)
+        dicom.start()
     return owns_pool
 
 
-def stop(ctx: ServiceContext, owns_pool: bool) -> None:
+def stop(ctx: ServiceContext, owns_pool: bool, dicom: DicomService | None = None) -> None:
+    if dicom is not None:
+        dicom.stop()
     if ctx.jobs is not None:
         ctx.jobs.stop()
         ctx.jobs = None
@@ -74,3 +100,34 @@ def stop(ctx: ServiceContext, owns_pool: bool) -> None:
         ctx.pool.shutdown()
         ctx.pool = None
     ctx.engine.dispose()
+
+
+def _queue_jobs(ctx: ServiceContext) -> QueueJobs:
+    from app.queue.celery_app import make_celery, publisher
+
+    return QueueJobs(
+        ctx.sessions,
+        publisher(make_celery(ctx.settings), ctx.settings.queue_name),
+        sweep_s=ctx.settings.queue_sweep_s,
+        stale_after_s=ctx.settings.job_stale_after_s,
+    )
+
+
+_MIGRATION_LOCK_KEY = 0x6D766374  # "mvct": one key for every mvct-guide process
+
+
+@contextlib.contextmanager
+def _migration_lock(engine: Engine) -> Iterator[None]:
+    """On PostgreSQL, one replica migrates at a time (the others then find nothing to do)."""
+    if engine.dialect.name != "postgresql":
+        yield
+        return
+    with engine.connect() as connection:
+        connection.execute(text("SELECT pg_advisory_lock(:key)"), {"key": _MIGRATION_LOCK_KEY})
+        try:
+            yield
+        finally:
+            connection.execute(
+                text("SELECT pg_advisory_unlock(:key)"), {"key": _MIGRATION_LOCK_KEY}
+            )
+            connection.commit()

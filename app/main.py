@@ -12,11 +12,23 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from fastapi.concurrency import run_in_threadpool
 
-from app import lifecycle
-from app.api import courses, fractions, health, patients
+from app import lifecycle, web
+from app.api import (
+    courses,
+    dicomweb,
+    fractions,
+    health,
+    patients,
+    registration_dcm,
+    reports,
+    signoff,
+)
 from app.api import errors as api_errors
+from app.api import faults as api_faults
 from app.api.limits import UploadLimitMiddleware
 from app.config import Settings
+from app.dicom.service import DicomService
+from app.headers import SecurityHeadersMiddleware
 from app.pool import WorkerPool
 
 API_DESCRIPTION = """
@@ -32,14 +44,15 @@ def create_app(settings: Settings | None = None, *, pool: WorkerPool | None = No
     """The service for ``settings``; ``pool`` lets tests share one warm worker pool."""
     settings = settings or Settings()
     ctx = lifecycle.build_context(settings, pool)
+    dicom = DicomService(ctx)  # checks the DICOM settings now; starts with the service
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        owns_pool = await run_in_threadpool(lifecycle.start, ctx)
+        owns_pool = await run_in_threadpool(lifecycle.start, ctx, dicom)
         try:
             yield
         finally:
-            await run_in_threadpool(lifecycle.stop, ctx, owns_pool)
+            await run_in_threadpool(lifecycle.stop, ctx, owns_pool, dicom)
 
     app = FastAPI(
         title="mvct-guide",
@@ -48,12 +61,20 @@ def create_app(settings: Settings | None = None, *, pool: WorkerPool | None = No
         lifespan=lifespan,
     )
     app.state.context = ctx
+    app.state.dicom = dicom
     app.add_middleware(UploadLimitMiddleware, max_bytes=settings.max_upload_bytes)
+    app.add_middleware(SecurityHeadersMiddleware, hsts_max_age_s=settings.hsts_max_age_s)
     api_errors.install(app)
+    api_faults.install(app)
     app.include_router(health.router)
     app.include_router(fractions.router)
     app.include_router(courses.router)
     app.include_router(patients.router)
+    app.include_router(reports.router)
+    app.include_router(signoff.router)
+    app.include_router(registration_dcm.router)
+    app.include_router(dicomweb.router)
+    web.install(app)
     return app
 
 

@@ -7,6 +7,11 @@ it is either complete or absent. Callers hold :meth:`ImageStore.lock` for a hash
 place its directory until their database transaction has committed or been rolled back, and remove
 what they placed when it rolled back; :meth:`ImageStore.sweep` at start-up removes anything left
 by a process that died in between.
+
+Several processes (API replicas, possibly on several hosts sharing the directory) may write the
+store at once: then :meth:`ImageStore.lock` also takes a ``shared_lock`` that holds across
+processes (a PostgreSQL advisory lock, :mod:`app.queue.locks`), and :meth:`ImageStore.sweep` spares
+recent files another process may be writing.
 """
 
 from __future__ import annotations
@@ -16,8 +21,10 @@ import hashlib
 import os
 import shutil
 import threading
+import time
 import uuid
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 _CHUNK = 1024 * 1024
@@ -37,10 +44,15 @@ def series_content_hash(file_digests: Iterable[str]) -> str:
     return hashlib.sha256(joined.encode("ascii")).hexdigest()
 
 
+#: ``shared_lock(sorted_hashes)``: a lock on those hashes that other processes respect too
+SharedLock = Callable[[list[str]], AbstractContextManager[None]]
+
+
 class ImageStore:
-    def __init__(self, root: Path, tmp: Path) -> None:
+    def __init__(self, root: Path, tmp: Path, shared_lock: SharedLock | None = None) -> None:
         self.root = root
         self.tmp = tmp
+        self._shared_lock = shared_lock
         self._locks: dict[str, threading.Lock] = {}
         self._locks_guard = threading.Lock()
 
@@ -61,12 +73,18 @@ class ImageStore:
 
     @contextlib.contextmanager
     def lock(self, hashes: Iterable[str]) -> Iterator[None]:
-        """Hold the per-hash locks (taken in sorted order, so two callers cannot deadlock)."""
+        """Hold the per-hash locks (taken in sorted order, so two callers cannot deadlock).
+
+        First this process's thread locks, then the shared lock other processes see, if any.
+        """
+        wanted = sorted(set(hashes))
         with contextlib.ExitStack() as stack:
-            for content_sha256 in sorted(set(hashes)):
+            for content_sha256 in wanted:
                 with self._locks_guard:
                     lock = self._locks.setdefault(content_sha256, threading.Lock())
                 stack.enter_context(lock)
+            if self._shared_lock is not None:
+                stack.enter_context(self._shared_lock(wanted))
             yield
 
     def place_series(
@@ -102,23 +120,37 @@ class ImageStore:
             return set()
         return {p.name for p in self.root.glob("??/*") if p.is_dir()}
 
-    def sweep(self, referenced: set[str]) -> list[str]:
+    def sweep(self, referenced: set[str], min_age_s: float = 0.0) -> list[str]:
         """Remove series no database row references and every leftover temporary directory.
 
-        Call only when no request is in flight (at start-up). Returns what was removed.
+        Call at start-up. With ``min_age_s`` 0 no request may be in flight in any process; with
+        replicas, items modified less than ``min_age_s`` ago are kept (someone may be writing
+        them). Returns what was removed.
         """
+        cutoff = time.time() - min_age_s
         removed = []
         for content_sha256 in sorted(self.stored_hashes() - referenced):
+            if min_age_s and _mtime(self.series_dir(content_sha256)) > cutoff:
+                continue
             self.remove_series(content_sha256)
             removed.append(content_sha256)
         if self.tmp.is_dir():
             for leftover in self.tmp.iterdir():
+                if min_age_s and _mtime(leftover) > cutoff:
+                    continue
                 if leftover.is_dir():
                     shutil.rmtree(leftover, ignore_errors=True)
                 else:
                     leftover.unlink(missing_ok=True)
                 removed.append(f"tmp/{leftover.name}")
         return removed
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return 0.0
 
 
 def _link_or_copy(source: Path, target: Path) -> None:

@@ -15,7 +15,7 @@ from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import APIKeyHeader, HTTPBasic, HTTPBasicCredentials
 from sqlalchemy.orm import Session
 
-from app import security
+from app import accounts, security
 from app.context import ServiceContext
 from app.db import repository as repo
 from app.db.models import Role
@@ -65,7 +65,14 @@ def _unauthorized(message: str) -> HTTPException:
     )
 
 
+def client_address(request: Request) -> str:
+    """The client's address (the real one behind a proxy uvicorn trusts: --forwarded-allow-ips)."""
+    return request.client.host if request.client is not None else "unknown"
+
+
 def get_current_principal(
+    request: Request,
+    ctx: ContextDep,
     session: SessionDep,
     api_key: Annotated[str | None, Depends(_api_key_header)],
     basic: Annotated[HTTPBasicCredentials | None, Depends(_basic)],
@@ -76,14 +83,18 @@ def get_current_principal(
             raise _unauthorized("the API key is not valid (unknown or revoked)")
         return Principal("api-key", key.name, Role(key.role))
     if basic is not None:
-        plausible = basic.username.isprintable() and len(basic.username) <= 64
-        user = repo.user_by_username(session, basic.username) if plausible else None
-        if (
-            user is None
-            or not user.active
-            or not security.verify_password(user.password_hash, basic.password)
-        ):
-            raise _unauthorized("wrong user name or password")
+        try:
+            user = accounts.authenticate(
+                ctx, basic.username, basic.password, client_address(request)
+            )
+        except accounts.TooManySignInAttemptsError as exc:
+            raise HTTPException(
+                status_code=status.HTTP_429_TOO_MANY_REQUESTS,
+                detail=exc.detail,
+                headers={"Retry-After": str(exc.retry_after_s)},
+            ) from None
+        except accounts.SignInError:
+            raise _unauthorized("wrong user name or password") from None
         return Principal("user", user.username, Role(user.role), user.full_name)
     raise _unauthorized("authentication required: send an X-API-Key header or log in")
 

@@ -8,6 +8,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from app.api.schemas_common import CouchCorrectionOut
+from app.api.signoff_schemas import SignoffPublic
 from app.db.models import Fraction
 
 FractionStatus = Literal["queued", "running", "done", "failed"]
@@ -23,7 +24,7 @@ class QualityOut(BaseModel):
 
 
 class SignOffOut(BaseModel):
-    """A physician's sign-off (filled in by the review work; absent until then)."""
+    """Deprecated summary of the current signature; read ``signoff`` instead."""
 
     signed_by: str
     signed_at: datetime
@@ -63,7 +64,11 @@ class FractionPublic(BaseModel):
     )
     attempts: int
     review_url: str
-    sign_off: SignOffOut | None = None
+    signoff: SignoffPublic | None = Field(
+        default=None,
+        description="the current physician signature (latest; None until signed)",
+    )
+    sign_off: SignOffOut | None = Field(default=None, description="deprecated: use signoff")
 
 
 class ShiftLogEntry(BaseModel):
@@ -97,7 +102,9 @@ def exceeds(couch: dict[str, Any], margin_mm: float) -> bool:
     )
 
 
-def fraction_public(fraction: Fraction, base_url: str) -> FractionPublic:
+def fraction_public(
+    fraction: Fraction, base_url: str, signoff: SignoffPublic | None = None
+) -> FractionPublic:
     job = fraction.job
     margin = fraction.course.ptv_margin_mm
     iso = (fraction.isocenter_x_mm, fraction.isocenter_y_mm, fraction.isocenter_z_mm)
@@ -117,6 +124,12 @@ def fraction_public(fraction: Fraction, base_url: str) -> FractionPublic:
         error=job.error,
         attempts=job.attempts,
         review_url=review_url(base_url, fraction.id),
+        signoff=signoff,
+        sign_off=None
+        if signoff is None
+        else SignOffOut(
+            signed_by=signoff.printed_name, signed_at=signoff.signed_at, meaning=signoff.meaning
+        ),
     )
     if fraction.result is None:
         return view

@@ -16,12 +16,15 @@ from fastapi import (
     UploadFile,
 )
 from fastapi.concurrency import run_in_threadpool
+from sqlalchemy.orm import Session
 
 from app.api.deps import Console, ContextDep, Reader, SessionDep
 from app.api.fraction_schemas import FractionPublic, fraction_public
 from app.api.schemas_common import ERROR_RESPONSES, ErrorOut
+from app.api.signoff_schemas import SignoffPublic, signoff_public
 from app.context import ServiceContext
 from app.db import repository as repo
+from app.db import signoff_repo
 from app.db.models import JobStatus
 from app.errors import NotFoundError, UnprocessableError
 from app.fractions import FractionRequest, receive_fraction
@@ -156,7 +159,14 @@ def get_fraction(
     fraction = repo.fraction_by_id(session, fraction_id)
     if fraction is None:
         raise NotFoundError(f"fraction {fraction_id} does not exist")
-    return fraction_public(fraction, base_url(request, ctx))
+    return fraction_public(fraction, base_url(request, ctx), current_signoff(session, fraction_id))
+
+
+def current_signoff(session: Session, fraction_id: int) -> SignoffPublic | None:
+    latest = signoff_repo.latest_signoffs(session, [fraction_id]).get(fraction_id)
+    if latest is None:
+        return None
+    return signoff_public(latest, signoff_repo.signer_of(session, latest))
 
 
 def _load(ctx: ServiceContext, fraction_id: int, base: str) -> tuple[FractionPublic, int | None]:
@@ -164,4 +174,5 @@ def _load(ctx: ServiceContext, fraction_id: int, base: str) -> tuple[FractionPub
         fraction = repo.fraction_by_id(session, fraction_id)
         if fraction is None:  # pragma: no cover - it was committed before
             raise NotFoundError(f"fraction {fraction_id} does not exist")
-        return fraction_public(fraction, base), fraction.job.error_status
+        view = fraction_public(fraction, base, current_signoff(session, fraction_id))
+        return view, fraction.job.error_status

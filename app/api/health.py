@@ -33,8 +33,12 @@ def healthz() -> Health:
 async def readyz(ctx: ContextDep, response: Response) -> Readiness:
     database = await run_in_threadpool(_database_state, ctx)
     warm = 0 if ctx.pool is None else sum(1 for slot in ctx.pool.slots if slot.warm)
-    configured = ctx.settings.workers if ctx.settings.start_workers else 0
-    ready = database == "ok" and ctx.pool is not None and ctx.pool.is_warm()
+    embedded = ctx.settings.start_workers and ctx.settings.queue == "embedded"
+    configured = ctx.settings.workers if embedded else 0
+    if ctx.settings.queue == "embedded":
+        ready = database == "ok" and ctx.pool is not None and ctx.pool.is_warm()
+    else:  # registrations run in `mvct-guide worker` processes elsewhere: a replica needs its DB
+        ready = database == "ok"
     if not ready:
         response.status_code = 503
     return Readiness(

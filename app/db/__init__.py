@@ -1,1 +1,4 @@
 """Tables, engine and migrations. SQLite (WAL, foreign keys on) by default, PostgreSQL by URL."""
+
+from app.db import models_dicom as models_dicom
+from app.db import models_signoff as models_signoff

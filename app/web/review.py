@@ -1,0 +1,127 @@
+"""What the review page shows of one fraction: the facts, the correction, the signatures."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from app.api.fraction_schemas import exceeds
+from app.db import repository as repo
+from app.db import signoff_repo
+from app.db.models import Fraction
+from app.db.models_signoff import Decision, Signoff
+from app.signoff import LARGE_SHIFT_MM
+from app.storage import ImageStore
+from app.web.plot import Point, translations_svg
+from app.web.worklist import machine_of
+from registration.couch import CouchCorrection, correction_as_planning_to_daily
+from registration.frames import PatientPosition, lps_to_iec_matrix
+from registration.geometry import LpsPoint
+
+AXES = ("lateral_mm", "longitudinal_mm", "vertical_mm", "pitch_deg", "roll_deg", "yaw_deg")
+AXIS_LABELS = {
+    "lateral_mm": ("lateral (X)", "mm"),
+    "longitudinal_mm": ("longitudinal (Y)", "mm"),
+    "vertical_mm": ("vertical (Z)", "mm"),
+    "pitch_deg": ("pitch", "°"),
+    "roll_deg": ("roll", "°"),
+    "yaw_deg": ("yaw", "°"),
+}
+
+
+@dataclass(frozen=True)
+class SignatureView:
+    signoff: Signoff
+    signer_username: str
+    signed_at_utc: str
+    correction: dict[str, float] | None
+    verified: bool
+
+
+def review_context(db: Session, store: ImageStore, fraction: Fraction) -> dict[str, Any]:
+    result = fraction.result.result if fraction.result is not None else None
+    signatures = [
+        _signature(db, s, fraction) for s in signoff_repo.signoffs_of_fraction(db, fraction.id)
+    ]
+    current = signatures[-1] if signatures else None
+    machine = None if result is None else dict(result["couch_correction"])
+    position = PatientPosition.parse(fraction.mvct_series.patient_position)
+    return {
+        "fraction": fraction,
+        "machine": machine_of(store, fraction.mvct_series.content_sha256),
+        "result": result,
+        "axes": [(axis, *AXIS_LABELS[axis]) for axis in AXES],
+        "beyond_margin": machine is not None and exceeds(machine, fraction.course.ptv_margin_mm),
+        "large_shift_mm": LARGE_SHIFT_MM,
+        "signatures": list(reversed(signatures)),
+        "current": current,
+        "trend_svg": _trend(db, fraction),
+        "config": _viewer_config(fraction, machine, current, position),
+    }
+
+
+def _signature(db: Session, signoff: Signoff, fraction: Fraction) -> SignatureView:
+    signer = signoff_repo.signer_of(db, signoff)
+    correction = signoff_repo.signed_correction(signoff)
+    record = signoff_repo.signed_record(signoff, fraction, signer)
+    return SignatureView(
+        signoff=signoff,
+        signer_username=signer.username,
+        signed_at_utc=signoff.signed_at.strftime("%Y-%m-%d %H:%M:%S UTC"),
+        correction=None if correction is None else correction.as_dict(),
+        verified=signoff_repo.record_sha256(record) == signoff.record_sha256,
+    )
+
+
+def _viewer_config(
+    fraction: Fraction,
+    machine: dict[str, float] | None,
+    current: SignatureView | None,
+    position: PatientPosition,
+) -> dict[str, Any]:
+    """What ``review.js`` needs besides the volumes (see app/web/volumes.py for the maths)."""
+    base_to_daily = None
+    offset = [0.0, 0.0, 0.0]
+    if machine is not None:
+        iso = LpsPoint(*fraction.result.result["isocenter_lps_mm"])  # type: ignore[union-attr]
+        base = CouchCorrection(*(machine[a] for a in AXES))
+        base_to_daily = [
+            list(row) for row in correction_as_planning_to_daily(base, iso, position).matrix
+        ]
+        signed = current.correction if current is not None else None
+        if signed is not None and all(abs(signed[a] - machine[a]) < 1e-6 for a in AXES[3:]):
+            offset = [round(signed[a] - machine[a], 2) for a in AXES[:3]]
+    return {
+        "fractionId": fraction.id,
+        "volumesUrl": f"/review/{fraction.id}/volumes",
+        "signUrl": f"/review/{fraction.id}/sign",
+        "lpsToIec": lps_to_iec_matrix(position).tolist(),
+        "base": machine,
+        "baseToDaily": base_to_daily,
+        "initialOffset": offset,
+        "dof": fraction.dof,
+        "marginMm": fraction.course.ptv_margin_mm,
+        "largeShiftMm": LARGE_SHIFT_MM,
+    }
+
+
+def _trend(db: Session, fraction: Fraction) -> str:
+    course = [
+        f
+        for f in repo.fractions_of_patient(db, fraction.patient_id)
+        if f.course_id == fraction.course_id
+    ]
+    signed = signoff_repo.latest_signoffs(db, [f.id for f in course])
+    points = []
+    for other in course:
+        if other.fraction_number > fraction.fraction_number or other.result is None:
+            continue
+        correction = dict(other.result.result["couch_correction"])
+        latest = signed.get(other.id)
+        rejected = latest is not None and latest.decision == Decision.REJECTED.value
+        if latest is not None and (chosen := signoff_repo.signed_correction(latest)) is not None:
+            correction = chosen.as_dict()
+        points.append(Point(other.fraction_number, correction, rejected, other.id == fraction.id))
+    return translations_svg(points, fraction.course.ptv_margin_mm)

@@ -1,0 +1,158 @@
+"""The review page of one fraction, its volumes, and signing from the page."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Form, Path, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import FileResponse, JSONResponse, Response
+
+from app.api.deps import ContextDep
+from app.api.fractions import MAX_ID
+from app.api.signoff_schemas import MAX_ANGLE_DEG, MAX_SHIFT_MM, signoff_public
+from app.context import ServiceContext
+from app.db import repository as repo
+from app.errors import NotFoundError, ServiceError
+from app.signoff import SignRequest, sign
+from app.web import sessions
+from app.web.deps import (
+    SECURITY_HEADERS,
+    DataViewer,
+    PageViewer,
+    WebRefusalError,
+    WebSettingsDep,
+    can_sign,
+    page,
+)
+from app.web.review import AXES, review_context
+from registration.couch import CouchCorrection
+
+router = APIRouter(include_in_schema=False)
+FractionId = Annotated[int, Path(ge=1, le=MAX_ID)]
+
+
+def _context(ctx: ServiceContext, fraction_id: int) -> dict[str, Any]:
+    with ctx.sessions() as db:
+        fraction = repo.fraction_by_id(db, fraction_id)
+        if fraction is None:
+            raise WebRefusalError(404, f"fraction {fraction_id} does not exist")
+        return review_context(db, ctx.store, fraction)
+
+
+@router.get("/review/{fraction_id}")
+async def review_page(
+    request: Request, fraction_id: FractionId, ctx: ContextDep, viewer: PageViewer
+) -> Response:
+    context = await run_in_threadpool(_context, ctx, fraction_id)
+    request.app.state.review_volumes.prefetch(ctx, [fraction_id])  # starts before the page asks
+    context.update(
+        viewer=viewer.user,
+        can_sign=can_sign(viewer),
+        csrf_token=sessions.csrf_token(viewer),
+        config_json=json.dumps({**context["config"], "canSign": can_sign(viewer)}).replace(
+            "<", "\\u003c"
+        ),
+    )
+    return page(request, "review.html", context)
+
+
+@router.get("/review/{fraction_id}/volumes")
+async def review_volumes(
+    request: Request, fraction_id: FractionId, ctx: ContextDep, _: DataViewer
+) -> Response:
+    """The grid of the fraction's review volumes and where to fetch them (built if needed)."""
+    volumes = request.app.state.review_volumes
+    try:
+        grid = await run_in_threadpool(volumes.ensure, ctx, fraction_id)
+    except ServiceError as exc:
+        raise WebRefusalError(exc.status_code, exc.detail) from None
+    except Exception as exc:  # unreadable stored images: say so, never a stack trace
+        raise WebRefusalError(
+            422, f"the images of fraction {fraction_id} cannot be shown: {exc}"
+        ) from None
+    key = grid["key"]
+    grid["urls"] = {
+        name: f"/review/{fraction_id}/volumes/{key}/{name}.i16" for name in ("planning", "mvct")
+    }
+    return JSONResponse(grid, headers=SECURITY_HEADERS)
+
+
+@router.get("/review/{fraction_id}/volumes/{key}/{name}.i16")
+def review_volume_file(
+    request: Request, fraction_id: FractionId, key: str, name: str, _: DataViewer
+) -> Response:
+    """gzip-compressed int16 voxels; the URL names its content, so browsers may keep it."""
+    path = request.app.state.review_volumes.volume_path(key, name)
+    if path is None or not key.startswith(f"{fraction_id}-"):
+        raise WebRefusalError(404, "these review images are no longer prepared: reload the page")
+    headers = {
+        **SECURITY_HEADERS,
+        "Content-Encoding": "gzip",
+        "Cache-Control": "private, max-age=86400, immutable",
+    }
+    return FileResponse(path, media_type="application/octet-stream", headers=headers)
+
+
+def _number(text: str, label: str, limit: float) -> float | None:
+    if not text.strip():
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        raise WebRefusalError(422, f"{label} {text!r} is not a number") from None
+    if not -limit <= value <= limit:
+        raise WebRefusalError(422, f"{label} {value:g} is outside ±{limit:g}")
+    return value
+
+
+@router.post("/review/{fraction_id}/sign")
+async def review_sign(
+    fraction_id: FractionId,
+    ctx: ContextDep,
+    settings: WebSettingsDep,
+    viewer: DataViewer,
+    csrf_token: Annotated[str, Form(max_length=1000)] = "",
+    password: Annotated[str, Form(max_length=1024)] = "",
+    decision: Annotated[str, Form(max_length=32)] = "",
+    reason: Annotated[str, Form(max_length=2000)] = "",
+    lateral_mm: Annotated[str, Form(max_length=32)] = "",
+    longitudinal_mm: Annotated[str, Form(max_length=32)] = "",
+    vertical_mm: Annotated[str, Form(max_length=32)] = "",
+    pitch_deg: Annotated[str, Form(max_length=32)] = "",
+    roll_deg: Annotated[str, Form(max_length=32)] = "",
+    yaw_deg: Annotated[str, Form(max_length=32)] = "",
+) -> Response:
+    """Sign from the page: the session's person, their password typed again, the CSRF token."""
+    if not sessions.csrf_valid(viewer, csrf_token, settings.max_age_seconds):
+        raise WebRefusalError(
+            403,
+            "the form did not come from this page or has expired (CSRF check failed): "
+            "nothing was signed; reload the page and sign again",
+        )
+    if not password:
+        raise WebRefusalError(401, "type your password to sign: nothing was signed")
+    texts = (lateral_mm, longitudinal_mm, vertical_mm, pitch_deg, roll_deg, yaw_deg)
+    limits = (MAX_SHIFT_MM,) * 3 + (MAX_ANGLE_DEG,) * 3
+    values = [_number(t, axis, lim) for t, axis, lim in zip(texts, AXES, limits, strict=True)]
+    correction = None
+    if decision == "approved" and all(v is not None for v in values):
+        correction = CouchCorrection(*(float(v) for v in values))  # type: ignore[arg-type]
+    assert viewer.user is not None
+    request = SignRequest(
+        fraction_id=fraction_id,
+        username=viewer.user.username,
+        password=password,
+        decision=decision,
+        reason=reason,
+        correction=correction,
+    )
+    try:
+        signed = await run_in_threadpool(sign, ctx, request, f"web:{viewer.user.username}")
+    except NotFoundError as exc:
+        raise WebRefusalError(404, exc.detail) from None
+    except ServiceError as exc:
+        raise WebRefusalError(exc.status_code, exc.detail) from None
+    body = signoff_public(signed.signoff, signed.signer).model_dump(mode="json")
+    return JSONResponse({"signoff": body}, status_code=201, headers=SECURITY_HEADERS)
