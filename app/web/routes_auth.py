@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import math
 from typing import Annotated
 
 from fastapi import APIRouter, Form, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 
-from app import security
-from app.api.deps import ContextDep
+from app import accounts
+from app.api.deps import ContextDep, client_address
 from app.context import ServiceContext
 from app.db import repository as repo
 from app.db.models import Role
@@ -120,7 +121,9 @@ async def login(
         if token is not None:
             _set_cookie(response, settings, token)
         return response
-    outcome = await run_in_threadpool(_check_credentials, ctx, settings, viewer, username, password)
+    outcome = await run_in_threadpool(
+        _check_credentials, ctx, settings, viewer, username, password, client_address(request)
+    )
     if isinstance(outcome, str):
         return _login_form(request, viewer, target, settings, outcome, 401, username[:64])
     response = _redirect(target)
@@ -129,28 +132,31 @@ async def login(
 
 
 def _check_credentials(
-    ctx: ServiceContext, settings: WebSettings, viewer: Viewer, username: str, password: str
+    ctx: ServiceContext,
+    settings: WebSettings,
+    viewer: Viewer,
+    username: str,
+    password: str,
+    client: str,
 ) -> tuple[str, int] | str:
-    """(cookie token, session id) of the new session, or the reason for refusing."""
+    """(cookie token, session id) of the new session, or the reason for refusing.
+
+    The password is checked by :func:`app.accounts.authenticate`, the one place that applies the
+    sign-in rate limit (per user name and per client address, counted in the database) and
+    records failures without storing what was typed.
+    """
+    try:
+        user = accounts.authenticate(ctx, username, password, client)
+    except accounts.TooManySignInAttemptsError as exc:
+        minutes = max(1, math.ceil(exc.retry_after_s / 60))
+        return f"too many failed sign-ins: try again in {minutes} minute(s)"
+    except accounts.SignInError:
+        return "wrong user name or password"
     with ctx.writer() as db:
-        plausible = 0 < len(username) <= 64 and username.isprintable()
-        user = repo.user_by_username(db, username) if plausible else None
-        ok = (
-            user is not None
-            and user.active
-            and security.verify_password(user.password_hash, password)
-        )
-        shown = "".join(c if c.isprintable() else "?" for c in username)[:64]
-        if not ok or user is None:
-            repo.record_audit(
-                db, actor="web", action="sign_in_failed", entity="user", entity_id=shown
-            )
-            db.commit()
-            return "wrong user name or password"
         if Role(user.role) not in PAGE_ROLES:
             repo.record_audit(
-                db, actor="web", action="sign_in_failed", entity="user", entity_id=shown,
-                detail={"role": user.role},
+                db, actor="web", action="sign_in_failed", entity="user",
+                entity_id=user.username, detail={"role": user.role},
             )  # fmt: skip
             db.commit()
             return f"the {user.role} role cannot use the review pages"

@@ -181,13 +181,16 @@ class ReviewVolumes:
             todo = [f for f in fraction_ids if f not in self._prefetching]
             self._prefetching.update(todo)
         if todo:
+            # not a daemon: the interpreter never stops under a thread inside SimpleITK; it
+            # stops after the fraction in hand once the main thread has ended
             threading.Thread(
-                target=self._prefetch, args=(ctx, todo), name="mvct-guide-review-prefetch",
-                daemon=True,
-            ).start()  # fmt: skip
+                target=self._prefetch, args=(ctx, todo), name="mvct-guide-review-prefetch"
+            ).start()
 
     def _prefetch(self, ctx: ServiceContext, fraction_ids: list[int]) -> None:
         for fraction_id in fraction_ids:
+            if not threading.main_thread().is_alive():
+                return
             try:
                 self.ensure(ctx, fraction_id)
             except Exception as exc:  # the page will say what is wrong when it is opened

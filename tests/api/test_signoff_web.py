@@ -329,3 +329,14 @@ def grid_iso(grid: dict[str, Any]) -> tuple[float, float, float]:
     return tuple(  # type: ignore[return-value]
         grid["origin_mm"][a] + grid["spacing_mm"] * grid["isocenter_index"][a] for a in range(3)
     )
+
+
+def test_the_browser_sign_in_shares_the_rate_limit_of_every_password_check(
+    web: TestClient,
+) -> None:
+    for _ in range(5):
+        refused = sign_in(web, password="not-the-password")
+        assert "wrong user name or password" in refused.text
+    blocked = sign_in(web)  # the right password, after five failures
+    assert "too many failed sign-ins" in blocked.text
+    assert web.get("/worklist").headers["location"].startswith("/login")
