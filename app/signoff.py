@@ -68,6 +68,7 @@ class Signed:
 
 def sign(ctx: ServiceContext, request: SignRequest, actor: str) -> Signed:
     """Check and store one signature (see the module docstring); raises ServiceError."""
+    actor = _printable(actor)[:80]  # it may carry a typed user name: never store NUL or controls
     with ctx.writer() as session:
         try:
             signer = _authenticate(session, request)

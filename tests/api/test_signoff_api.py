@@ -288,3 +288,12 @@ def test_malformed_signatures_are_422_with_words(local: TestClient, body: dict[s
     response = sign(local, 1, **body)
     assert response.status_code == 422
     assert response.json()["detail"]
+
+
+def test_a_user_name_with_a_nul_byte_is_refused_not_a_server_error(
+    client: TestClient, people: None
+) -> None:
+    # PostgreSQL text cannot hold NUL: the refusal's audit row must not carry it (found by fuzzing)
+    response = sign(client, 1, username="dr-\x00who")
+    assert response.status_code == 401
+    assert "nothing was signed" in response.json()["detail"]
