@@ -201,8 +201,6 @@ def run_sitk(case: Case, cache: dict[str, object]) -> Outcome:
     method.SetInitialTransform(init, inPlace=False)
     found = method.Execute(fixed, moving)
     seconds = time.perf_counter() - start
-    pts = sphere_points(case.isocenter, 1.0)[:0]
-    del pts
     # found maps daily (fixed) points to planning points; build its matrix from point images
     origin = np.array(found.TransformPoint((0.0, 0.0, 0.0)))
     cols = [np.array(found.TransformPoint(tuple(e))) - origin for e in np.eye(3)]

@@ -36,7 +36,6 @@ PARAMETER_FILE = "rigid_mvct_v1.txt"
 @dataclass(frozen=True, slots=True)
 class ElastixOutcome:
     daily_to_planning: RigidTransformLps  #: residual transform found by this run
-    final_metric: float
     iterations: int
     seconds: float
 
@@ -162,8 +161,9 @@ def _run(
         [float(v) for v in tmap["CenterOfRotationPoint"]],
         compute_zyx=tmap.get("ComputeZYX", ("false",))[0] == "true",
     )
-    final_metric, used = _final_metric(method, iterations)
-    return ElastixOutcome(RigidTransformLps.from_array(matrix), final_metric, used, seconds)
+    # ASGD runs every requested iteration; the similarity of the final answer is measured
+    # independently by registration.rigid, not read from elastix (itk-elastix does not expose it).
+    return ElastixOutcome(RigidTransformLps.from_array(matrix), iterations, seconds)
 
 
 def euler_parameters_to_matrix(
@@ -183,13 +183,6 @@ def euler_parameters_to_matrix(
     m[:3, :3] = r
     m[:3, 3] = c + np.array(parameters[3:]) - r @ c
     return m
-
-
-def _final_metric(method: Any, iterations: int) -> tuple[float, int]:
-    # itk-elastix does not expose the optimiser; the final metric is re-measured by the caller
-    # when it is needed for trust, and iterations are those requested (ASGD runs them all).
-    del method
-    return float("nan"), iterations
 
 
 def _short(exc: BaseException) -> str:
