@@ -150,9 +150,9 @@ def update_course(ctx: ServiceContext, course_id: int, changes: CourseChanges, a
         if changes.ptv_margin_mm is not None:
             course.ptv_margin_mm = changes.ptv_margin_mm
         if changes.dof is not None:
-            course.dof = int(changes.dof)
+            course.dof = Dof(changes.dof)
         if changes.mode is not None:
-            course.mode = changes.mode.value
+            course.mode = changes.mode
         if changes.site is not None:
             course.site = changes.site
         if changes.isocenter is not None:
