@@ -92,6 +92,7 @@ def write_rt_structure_set(
     label: str = "mvct-guide",
     patient_name: str = "",
     sop_instance_uid: str | None = None,
+    series_instance_uid: str | None = None,
     approval_status: str = "UNAPPROVED",
     reviewer_name: str = "",
     when: datetime | None = None,
@@ -103,7 +104,9 @@ def write_rt_structure_set(
             "registration.dicom_series.read_ct_series) to be referenced by a structure set"
         )
     when = when or datetime.now()
-    ds = _common(ct, "RTSTRUCT", patient_name, sop_instance_uid, RT_STRUCTURE_SET_STORAGE, when)
+    ds = _common(ct, "RTSTRUCT", patient_name, RT_STRUCTURE_SET_STORAGE, when)
+    ds.SOPInstanceUID = sop_instance_uid or generate_uid()
+    ds.SeriesInstanceUID = series_instance_uid or generate_uid()
     ds.FrameOfReferenceUID = ct.frame_of_reference_uid
     ds.PositionReferenceIndicator = ""
     ds.StructureSetLabel = label[:16]
@@ -161,13 +164,16 @@ def write_rt_plan(
     label: str = "mvct-guide",
     patient_name: str = "",
     sop_instance_uid: str | None = None,
+    series_instance_uid: str | None = None,
     approval_status: str = "UNAPPROVED",
     reviewer_name: str = "",
     when: datetime | None = None,
 ) -> Dataset:
     """Write a one-beam RT Plan whose isocentre is ``isocenter`` (LPS mm); return it."""
     when = when or datetime.now()
-    ds = _common(ct, "RTPLAN", patient_name, sop_instance_uid, RT_PLAN_STORAGE, when)
+    ds = _common(ct, "RTPLAN", patient_name, RT_PLAN_STORAGE, when)
+    ds.SOPInstanceUID = sop_instance_uid or generate_uid()
+    ds.SeriesInstanceUID = series_instance_uid or generate_uid()
     ds.FrameOfReferenceUID = ct.frame_of_reference_uid
     ds.PositionReferenceIndicator = ""
     ds.RTPlanLabel = label[:16]
@@ -225,8 +231,9 @@ def _item(**elements: object) -> Dataset:
 
 
 def _common(
-    ct: CtVolume, modality: str, patient_name: str, uid: str | None, sop_class: str, when: datetime
+    ct: CtVolume, modality: str, patient_name: str, sop_class: str, when: datetime
 ) -> Dataset:
+    """Patient, study, series, equipment and SOP Common elements (the UIDs are set by callers)."""
     ds = Dataset()
     ds.SpecificCharacterSet = "ISO_IR 192"
     ds.InstanceCreationDate, ds.InstanceCreationTime = (
@@ -234,7 +241,6 @@ def _common(
         when.strftime("%H%M%S"),
     )
     ds.SOPClassUID = sop_class
-    ds.SOPInstanceUID = uid or generate_uid()
     ds.StudyDate, ds.StudyTime = "", ""
     ds.AccessionNumber = ""
     ds.Modality = modality
@@ -246,7 +252,6 @@ def _common(
     ds.PatientBirthDate = ""
     ds.PatientSex = ""
     ds.StudyInstanceUID = ct.study_instance_uid
-    ds.SeriesInstanceUID = generate_uid()
     ds.StudyID = ""
     ds.SeriesNumber = 10 if modality == "RTSTRUCT" else 11
     ds.InstanceNumber = 1
