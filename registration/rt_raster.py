@@ -40,6 +40,7 @@ __all__ = [
     "planning_region_mask",
     "rasterize_structure",
     "rasterize_structures",
+    "resample_mask",
     "sphere_surface_points_lps_mm",
     "surface_points_lps_mm",
 ]
@@ -108,6 +109,8 @@ def planning_region_mask(
 
     Every voxel whose centre is within ``match_margin_mm`` (Euclidean, mm) of the rasterised
     ``match_structure`` — one ROI by name, or ``"PTV"`` for the union of the PTV-type ROIs.
+    ``grid`` must be the planning CT's own grid (the contours lie on its slice planes); for a
+    resampled or cropped planning image, pass the result through :func:`resample_mask`.
     """
     if not np.isfinite(match_margin_mm) or match_margin_mm < 0:
         raise PlanningPackageError(
@@ -121,6 +124,18 @@ def planning_region_mask(
             "covers no voxel of the planning CT; choose a structure inside the scan."
         )
     return mask_image(_dilate_mm(mask, grid, match_margin_mm), grid)
+
+
+def resample_mask(mask: sitk.Image, grid: sitk.Image) -> sitk.Image:
+    """``mask`` on another grid of the same frame (nearest neighbour, 0 outside), ``sitkUInt8``."""
+    return sitk.Resample(
+        sitk.Cast(mask, sitk.sitkUInt8),
+        grid,
+        sitk.Transform(),
+        sitk.sitkNearestNeighbor,
+        0,
+        sitk.sitkUInt8,
+    )
 
 
 def surface_points_lps_mm(mask: BoolArray, grid: sitk.Image) -> FloatArray:

@@ -15,6 +15,7 @@ from registration.rt_raster import (
     mask_image,
     planning_region_mask,
     rasterize_structure,
+    resample_mask,
     sphere_surface_points_lps_mm,
     surface_points_lps_mm,
 )
@@ -194,3 +195,39 @@ def test_sphere_surface_points_are_on_the_sphere() -> None:
     points = sphere_surface_points_lps_mm(LpsPoint.from_array(centre), 50.0, 500)
     np.testing.assert_allclose(np.linalg.norm(points - centre, axis=1), 50.0)
     assert np.all(np.abs(points.mean(axis=0) - centre) < 1.0)
+
+
+@needs_rt_objects
+def test_every_real_roi_rasterises_on_the_real_ct_grid_extended_over_its_slices() -> None:
+    ct = pydicom.dcmread(RT_OBJECTS / "ct.0.dcm")
+    spacing = [float(v) for v in ct.PixelSpacing]
+    x0, y0, z_top = (float(v) for v in ct.ImagePositionPatient)
+    # the one real slice is the top one (z = 168.5593); the contours run down to −122.44 mm,
+    # i.e. 97 planes of 3 mm below it
+    image = grid((int(ct.Columns), int(ct.Rows), 98), (spacing[1], spacing[0], 3.0))
+    image.SetOrigin((x0, y0, z_top - 97 * 3.0))
+    structure_set = read_structure_set(RT_OBJECTS / "rtss.dcm")
+    voxels = {s.name: int(rasterize_structure(s, image).sum()) for s in structure_set.structures}
+    assert voxels["Areola"] == 0  # no contours
+    assert all(count > 0 for name, count in voxels.items() if name != "Areola")
+    voxel_ml = spacing[0] * spacing[1] * 3.0 / 1000.0
+    assert 300 < voxels["Heart"] * voxel_ml < 1500  # an adult heart
+    assert voxels["Heart"] < voxels["Lt Lung"] < voxels["BODY"]
+
+
+def test_a_mask_resampled_to_a_coarser_grid_keeps_its_place_in_mm() -> None:
+    fine = grid((40, 40, 20), spacing=(1.0, 1.0, 1.0))
+    mask = np.zeros((20, 40, 40), bool)
+    mask[8:12, 10:20, 24:30] = True  # x 24..29, y 10..19, z 8..11 mm
+    coarse = grid((20, 20, 10), spacing=(2.0, 2.0, 2.0), origin=(0.5, 0.5, 0.5))
+    resampled = sitk.GetArrayFromImage(resample_mask(mask_image(mask, fine), coarse))
+    k, j, i = np.nonzero(resampled)
+    x, y, z = 0.5 + 2 * i, 0.5 + 2 * j, 0.5 + 2 * k
+    assert (x.min(), x.max(), y.min(), y.max(), z.min(), z.max()) == (
+        24.5,
+        28.5,
+        10.5,
+        18.5,
+        8.5,
+        10.5,
+    )
