@@ -13,6 +13,8 @@ import math
 import numpy as np
 import pytest
 import SimpleITK as sitk
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from registration.couch import Dof, couch_correction_6dof, couch_correction_for_dof
 from registration.frames import PatientPosition, iec_rotation_matrix, lps_to_iec_matrix
@@ -169,3 +171,36 @@ def test_structure_surfaces_skip_rois_outside_the_grid_and_keep_names_and_types(
     (surface,) = structure_surfaces(package, grid())
     assert (surface.name, surface.interpreted_type) == ("PTV", "PTV")
     assert surface.points_lps_mm.shape == (10 * 10, 3)  # a one-slice square: every voxel
+
+
+@settings(max_examples=50, deadline=None)
+@given(
+    angles=st.tuples(*[st.floats(-5.0, 5.0)] * 3),
+    shift=st.tuples(*[st.floats(-20.0, 20.0)] * 3),
+    position=st.sampled_from(list(PatientPosition)),
+)
+def test_a_full_6_dof_correction_leaves_no_residual_for_any_motion_and_position(
+    angles: tuple[float, float, float],
+    shift: tuple[float, float, float],
+    position: PatientPosition,
+) -> None:
+    a = lps_to_iec_matrix(position)
+    iso = LpsPoint(12.0, -30.0, 55.0)
+    motion = rigid_about(iso, a.T @ iec_rotation_matrix(*angles) @ a, a.T @ np.array(shift))
+    applied = couch_correction_6dof(motion, iso, position)
+    sphere = isocenter_sphere_surface(iso)
+    (residual,) = structure_residuals(motion, applied, iso, position, [sphere])
+    assert residual.max_mm < 1e-6
+
+
+@pytest.mark.parametrize("position", list(PatientPosition))
+def test_an_uncorrected_yaw_is_named_yaw_in_every_patient_position(
+    position: PatientPosition,
+) -> None:
+    a = lps_to_iec_matrix(position)
+    motion = rigid_about(ISO, a.T @ iec_rotation_matrix(0.0, 0.0, 2.0) @ a, np.zeros(3))
+    applied = couch_correction_for_dof(motion, ISO, position, Dof.TRANSLATIONS_ROLL)
+    words = describe_uncorrected(motion, applied, ISO, position)
+    assert words == "an uncorrected yaw of -2.0°"
+    (sphere,) = structure_residuals(motion, applied, ISO, position, [isocenter_sphere_surface(ISO)])
+    assert sphere.max_mm == pytest.approx(2 * 50 * math.sin(math.radians(1.0)), abs=0.05)
