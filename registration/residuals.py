@@ -60,6 +60,7 @@ __all__ = [
     "describe_uncorrected",
     "isocenter_sphere_surface",
     "residual_motion",
+    "residual_surfaces",
     "residual_warnings",
     "structure_residuals",
     "structure_surfaces",
@@ -140,6 +141,17 @@ def isocenter_sphere_surface(
         ISOCENTER_SPHERE_TYPE,
         sphere_surface_points_lps_mm(isocenter, radius_mm),
     )
+
+
+def residual_surfaces(
+    structure_set: StructureSet | None, grid: sitk.Image, isocenter: LpsPoint
+) -> tuple[StructureSurface, ...]:
+    """What a fraction's residuals are computed over: every ROI on the planning grid, plus the
+    isocentre sphere standing in for the target when no ROI has type PTV (or there are none)."""
+    surfaces = () if structure_set is None else structure_surfaces(structure_set, grid)
+    if any(s.interpreted_type == "PTV" for s in surfaces):
+        return surfaces
+    return (*surfaces, isocenter_sphere_surface(isocenter))
 
 
 def residual_motion(

@@ -20,11 +20,13 @@ from registration.couch import Dof, couch_correction_6dof, couch_correction_for_
 from registration.frames import PatientPosition, iec_rotation_matrix, lps_to_iec_matrix
 from registration.geometry import LpsPoint, RigidTransformLps
 from registration.residuals import (
+    ISOCENTER_SPHERE_TYPE,
     ResidualPolicy,
     StructureResidual,
     StructureSurface,
     describe_uncorrected,
     isocenter_sphere_surface,
+    residual_surfaces,
     residual_warnings,
     structure_residuals,
     structure_surfaces,
@@ -204,3 +206,20 @@ def test_an_uncorrected_yaw_is_named_yaw_in_every_patient_position(
     assert words == "an uncorrected yaw of -2.0°"
     (sphere,) = structure_residuals(motion, applied, ISO, position, [isocenter_sphere_surface(ISO)])
     assert sphere.max_mm == pytest.approx(2 * 50 * math.sin(math.radians(1.0)), abs=0.05)
+
+
+def test_the_isocentre_sphere_stands_in_for_the_target_only_when_no_roi_is_a_ptv() -> None:
+    square = np.array([[-5.0, -5.0, 0.0], [5.0, -5.0, 0.0], [5.0, 5.0, 0.0], [-5.0, 5.0, 0.0]])
+    contour = PlanarContour(square + np.array([0.5, 0.5, 0.0]))
+
+    def package(kind: str) -> StructureSet:
+        structure = Structure(1, "Target", kind, None, (contour,))
+        return StructureSet("1", "P", "", "", None, "APPROVED", "9", "", (), (structure,))
+
+    with_ptv = residual_surfaces(package("PTV"), grid(), ISO)
+    assert [s.interpreted_type for s in with_ptv] == ["PTV"]
+    untyped = residual_surfaces(package(""), grid(), ISO)
+    assert [s.interpreted_type for s in untyped] == ["", ISOCENTER_SPHERE_TYPE]
+    assert [s.name for s in residual_surfaces(None, grid(), ISO)] == [
+        "50 mm sphere around the isocentre"
+    ]
