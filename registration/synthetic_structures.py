@@ -26,10 +26,17 @@ from registration.rt_raster import BoolArray
 __all__ = ["body_mask", "bone_mask", "cylinder_mask", "sphere_mask", "voxel_centres_lps_mm"]
 
 
-def voxel_centres_lps_mm(grid: sitk.Image) -> FloatArray:
-    """LPS coordinates (mm) of every voxel centre, shape ``(k, j, i, 3)``."""
+def voxel_centres_lps_mm(grid: sitk.Image, box: tuple[slice, ...] | None = None) -> FloatArray:
+    """LPS coordinates (mm) of the voxel centres, shape ``(k, j, i, 3)``; all of them, or those
+    of ``box`` (``[k, j, i]`` slices with explicit bounds)."""
     ni, nj, nk = grid.GetSize()
-    k, j, i = np.meshgrid(np.arange(nk), np.arange(nj), np.arange(ni), indexing="ij")
+    sk, sj, si = box or (slice(0, nk), slice(0, nj), slice(0, ni))
+    k, j, i = np.meshgrid(
+        np.arange(sk.start, sk.stop),
+        np.arange(sj.start, sj.stop),
+        np.arange(si.start, si.stop),
+        indexing="ij",
+    )
     index = np.stack([i, j, k], axis=-1).astype(np.float64)
     spacing = np.array(grid.GetSpacing(), dtype=np.float64)
     direction = np.array(grid.GetDirection(), dtype=np.float64).reshape(3, 3)
@@ -57,9 +64,12 @@ def bone_mask(image: sitk.Image, threshold_hu: float = 200.0) -> BoolArray:
 
 
 def sphere_mask(grid: sitk.Image, center: LpsPoint, radius_mm: float) -> BoolArray:
-    offset = voxel_centres_lps_mm(grid) - center.as_array()
-    result: BoolArray = np.einsum("...i,...i->...", offset, offset) <= radius_mm**2
-    return result
+    c = center.as_array()
+    box = _index_box(grid, c - radius_mm, c + radius_mm)
+    mask = np.zeros(tuple(reversed(grid.GetSize())), dtype=bool)
+    offset = voxel_centres_lps_mm(grid, box) - c
+    mask[box] = np.einsum("...i,...i->...", offset, offset) <= radius_mm**2
+    return mask
 
 
 def cylinder_mask(
@@ -70,8 +80,29 @@ def cylinder_mask(
     z_from_mm: float,
     z_to_mm: float,
 ) -> BoolArray:
-    centres = voxel_centres_lps_mm(grid)
+    z_lo, z_hi = min(z_from_mm, z_to_mm), max(z_from_mm, z_to_mm)
+    box = _index_box(
+        grid,
+        np.array([x_mm - radius_mm, y_mm - radius_mm, z_lo]),
+        np.array([x_mm + radius_mm, y_mm + radius_mm, z_hi]),
+    )
+    mask = np.zeros(tuple(reversed(grid.GetSize())), dtype=bool)
+    centres = voxel_centres_lps_mm(grid, box)
     radial = (centres[..., 0] - x_mm) ** 2 + (centres[..., 1] - y_mm) ** 2 <= radius_mm**2
     z = centres[..., 2]
-    result: BoolArray = radial & (z >= min(z_from_mm, z_to_mm)) & (z <= max(z_from_mm, z_to_mm))
-    return result
+    mask[box] = radial & (z >= z_lo) & (z <= z_hi)
+    return mask
+
+
+def _index_box(grid: sitk.Image, low_mm: FloatArray, high_mm: FloatArray) -> tuple[slice, ...]:
+    """The ``[k, j, i]`` slices holding every voxel centre inside an LPS box (one voxel spare)."""
+    corners = np.array(
+        [[(low_mm, high_mm)[b >> n & 1][n] for n in range(3)] for b in range(8)], dtype=np.float64
+    )
+    spacing = np.array(grid.GetSpacing(), dtype=np.float64)
+    direction = np.array(grid.GetDirection(), dtype=np.float64).reshape(3, 3)
+    index = ((corners - np.array(grid.GetOrigin())) @ direction) / spacing
+    lo = np.maximum(np.floor(index.min(axis=0)).astype(int) - 1, 0)
+    hi = np.minimum(np.ceil(index.max(axis=0)).astype(int) + 2, np.array(grid.GetSize()))
+    hi = np.maximum(hi, lo)
+    return tuple(slice(int(a), int(b)) for a, b in zip(lo[::-1], hi[::-1], strict=True))
