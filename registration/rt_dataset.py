@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import os
 from datetime import datetime
+from io import BytesIO
 from pathlib import Path
+from typing import BinaryIO, cast
 
 from pydicom import dcmread
 from pydicom.dataset import Dataset
@@ -20,6 +22,7 @@ from registration.errors import PlanningPackageError
 __all__ = [
     "RT_PLAN_STORAGE",
     "RT_STRUCTURE_SET_STORAGE",
+    "RtSource",
     "dicom_datetime",
     "load_rt_dataset",
     "text",
@@ -29,20 +32,29 @@ RT_STRUCTURE_SET_STORAGE = "1.2.840.10008.5.1.4.1.1.481.3"
 RT_PLAN_STORAGE = "1.2.840.10008.5.1.4.1.1.481.5"
 
 
-def load_rt_dataset(
-    source: Dataset | str | os.PathLike[str], sop_class_uid: str, what: str
-) -> Dataset:
-    """``source`` itself or the file it names, checked to be of ``sop_class_uid``."""
+#: What the readers accept: a dataset, a file path, the file's bytes, or an open binary file.
+RtSource = Dataset | str | os.PathLike[str] | bytes | BinaryIO
+
+
+def load_rt_dataset(source: RtSource, sop_class_uid: str, what: str) -> Dataset:
+    """``source`` read (or taken as it is), checked to be of ``sop_class_uid``."""
     if isinstance(source, Dataset):
-        dataset = source
-        name = "the dataset given"
+        return _checked(source, "the dataset given", sop_class_uid, what)
+    readable: BytesIO | Path | BinaryIO
+    if isinstance(source, bytes):
+        name, readable = "the uploaded file", BytesIO(source)
+    elif isinstance(source, str | os.PathLike):
+        name, readable = str(source), Path(source)
     else:
-        path = Path(source)
-        name = str(path)
-        try:
-            dataset = dcmread(path)
-        except (InvalidDicomError, OSError) as error:
-            raise PlanningPackageError(f"{name} cannot be read as DICOM ({error}).") from None
+        name, readable = "the uploaded file", cast(BinaryIO, source)
+    try:
+        dataset = dcmread(readable)
+    except (InvalidDicomError, OSError, EOFError) as error:
+        raise PlanningPackageError(f"{name} cannot be read as DICOM ({error}).") from None
+    return _checked(dataset, name, sop_class_uid, what)
+
+
+def _checked(dataset: Dataset, name: str, sop_class_uid: str, what: str) -> Dataset:
     found = str(dataset.get("SOPClassUID", ""))
     if found != sop_class_uid:
         raise PlanningPackageError(

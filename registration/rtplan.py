@@ -10,16 +10,14 @@ value (in beam order) is the one kept. Ion plans (``IonBeamSequence``) are read 
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from datetime import datetime
 
 import numpy as np
-from pydicom.dataset import Dataset
 
 from registration.errors import PlanningPackageError, PlanningSelectionError
 from registration.geometry import LpsPoint
-from registration.rt_dataset import RT_PLAN_STORAGE, dicom_datetime, load_rt_dataset, text
+from registration.rt_dataset import RT_PLAN_STORAGE, RtSource, dicom_datetime, load_rt_dataset, text
 
 __all__ = [
     "ISOCENTER_TOLERANCE_MM",
@@ -69,8 +67,8 @@ class RtPlan:
         return self.machine_names[0] if len(self.machine_names) == 1 else ""
 
 
-def read_rt_plan(source: Dataset | str | os.PathLike[str]) -> RtPlan:
-    """Read an RT Plan from a pydicom ``Dataset`` or a file path."""
+def read_rt_plan(source: RtSource) -> RtPlan:
+    """Read an RT Plan from a pydicom ``Dataset``, a path, bytes or a binary file."""
     ds = load_rt_dataset(source, RT_PLAN_STORAGE, "RT Plan")
     beams = list(ds.get("BeamSequence", [])) or list(ds.get("IonBeamSequence", []))
     machines: list[str] = []

@@ -18,7 +18,6 @@ Rasterising onto the planning grid is in :mod:`registration.rt_raster`.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -30,7 +29,13 @@ from pydicom.tag import Tag
 
 from registration.errors import PlanningPackageError
 from registration.frames import FloatArray
-from registration.rt_dataset import RT_STRUCTURE_SET_STORAGE, dicom_datetime, load_rt_dataset, text
+from registration.rt_dataset import (
+    RT_STRUCTURE_SET_STORAGE,
+    RtSource,
+    dicom_datetime,
+    load_rt_dataset,
+    text,
+)
 
 __all__ = [
     "PTV_UNION",
@@ -153,8 +158,8 @@ class StructureSet:
         return (self.structure(match_structure),)
 
 
-def read_structure_set(source: Dataset | str | os.PathLike[str]) -> StructureSet:
-    """Read an RT Structure Set from a pydicom ``Dataset`` or a file path."""
+def read_structure_set(source: RtSource) -> StructureSet:
+    """Read an RT Structure Set from a pydicom ``Dataset``, a path, bytes or a binary file."""
     ds = load_rt_dataset(source, RT_STRUCTURE_SET_STORAGE, "RT Structure Set")
     warnings: list[str] = []
     frame_uid, study_uid, series_uids = _references(ds)

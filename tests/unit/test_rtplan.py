@@ -86,3 +86,17 @@ def test_a_structure_set_file_is_not_read_as_a_plan() -> None:
     ds.SOPClassUID = "1.2.840.10008.5.1.4.1.1.481.3"
     with pytest.raises(PlanningPackageError, match="not an RT Plan"):
         read_rt_plan(ds)
+
+
+@needs_rt_objects
+def test_a_plan_uploaded_as_bytes_or_an_open_file_reads_the_same() -> None:
+    path = RT_OBJECTS / "rtplan.dcm"
+    from_bytes = read_rt_plan(path.read_bytes())
+    with path.open("rb") as handle:
+        from_file = read_rt_plan(handle)
+    assert from_bytes == from_file == read_rt_plan(path)
+
+
+def test_bytes_that_are_not_dicom_are_refused_as_an_upload() -> None:
+    with pytest.raises(PlanningPackageError, match="the uploaded file cannot be read as DICOM"):
+        read_rt_plan(b"not a dicom file at all")
