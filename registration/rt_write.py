@@ -9,12 +9,11 @@ Explicit VR Little Endian, reference the CT's Frame of Reference, study and seri
 
 Contours
 --------
-Each slice ``k`` of a mask (``[k, j, i]`` on the CT grid) is padded with one empty voxel and
-contoured at level 0.5 by marching squares (contourpy); every closed line is one
-``CLOSED_PLANAR`` contour on the slice plane. The line runs half-way between inside and outside
-voxel centres, so :func:`registration.rt_raster.rasterize_structure` (voxel centre inside, even-odd
-rule) gives back the same mask, holes included. Collinear vertices are dropped; coordinates are
-written with 0.001 mm resolution.
+Each slice ``k`` of a mask (``[k, j, i]`` on the CT grid) is outlined by
+:func:`registration.rt_sections.mask_contours_lps_mm` (marching squares half-way between inside and
+outside voxel centres); every closed outline is one ``CLOSED_PLANAR`` contour on the slice plane,
+so :func:`registration.rt_raster.rasterize_structure` gives back the same mask, holes included.
+Coordinates are written with 0.001 mm resolution.
 
 The plan
 --------
@@ -30,9 +29,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-import contourpy
 import numpy as np
-import SimpleITK as sitk
 from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence as DicomSequence
@@ -44,6 +41,7 @@ from registration.frames import FloatArray
 from registration.geometry import LpsPoint
 from registration.rt_dataset import RT_PLAN_STORAGE, RT_STRUCTURE_SET_STORAGE
 from registration.rt_raster import BoolArray
+from registration.rt_sections import mask_contours_lps_mm
 from registration.volume import CtVolume
 
 __all__ = ["RoiMask", "mask_contours_lps_mm", "write_rt_plan", "write_rt_structure_set"]
@@ -61,27 +59,6 @@ class RoiMask:
     interpreted_type: str
     color_rgb: tuple[int, int, int]
     mask: BoolArray
-
-
-def mask_contours_lps_mm(mask: BoolArray, grid: sitk.Image) -> list[tuple[int, FloatArray]]:
-    """Closed contours ``(k, points (N, 3) LPS mm)`` of a mask, slice by slice."""
-    if mask.shape != tuple(reversed(grid.GetSize())):
-        raise PlanningPackageError(f"mask shape {mask.shape} does not match grid {grid.GetSize()}")
-    origin = np.array(grid.GetOrigin(), dtype=np.float64)
-    spacing = np.array(grid.GetSpacing(), dtype=np.float64)
-    direction = np.array(grid.GetDirection(), dtype=np.float64).reshape(3, 3)
-    result: list[tuple[int, FloatArray]] = []
-    for k in np.nonzero(mask.any(axis=(1, 2)))[0]:
-        padded = np.pad(mask[k].astype(np.float64), 1)
-        generator = contourpy.contour_generator(z=padded, line_type=contourpy.LineType.Separate)
-        for line in generator.lines(0.5):
-            ij = np.asarray(line, dtype=np.float64)[:-1] - 1.0  # closed: last == first
-            ij = _without_collinear(ij)
-            if ij.shape[0] < 3:
-                continue
-            index = np.column_stack([ij, np.full(ij.shape[0], float(k))])
-            result.append((int(k), (index * spacing) @ direction.T + origin))
-    return result
 
 
 def write_rt_structure_set(
@@ -213,14 +190,6 @@ def _ds_raw(tag: BaseTag, values: FloatArray) -> RawDataElement:
     if len(text) % 2:
         text += b" "
     return RawDataElement(tag, "DS", len(text), text, 0, False, True)
-
-
-def _without_collinear(ij: FloatArray) -> FloatArray:
-    before = ij - np.roll(ij, 1, axis=0)
-    after = np.roll(ij, -1, axis=0) - ij
-    turn = before[:, 0] * after[:, 1] - before[:, 1] * after[:, 0]
-    result: FloatArray = ij[np.abs(turn) > 1e-9]
-    return result
 
 
 def _item(**elements: object) -> Dataset:
