@@ -5,8 +5,8 @@ Rules (pure functions; the service maps the errors to 409/422 with the same word
 * **Same patient**: the structure set's and the plan's ``PatientID`` equal the CT's. An empty
   PatientID on either side is a warning, a different one a
   :class:`~registration.errors.ReferenceMismatchError`.
-* **Structure set → CT**: its referenced Frame of Reference UID is the CT's; when it lists
-  referenced series, the CT's series is among them (``require_series_match``).
+* **Structure set → CT**: its referenced Frame of Reference UID, and every ROI's, is the CT's;
+  when it lists referenced series, the CT's series is among them (``require_series_match``).
 * **Plan → structure set or CT**: a plan whose ``FrameOfReferenceUID`` differs from the CT's is
   refused (its isocentre is in another frame); a plan without one must reference the structure
   set. A plan referencing a different structure set in the CT's frame is accepted with a warning.
@@ -80,6 +80,15 @@ def check_structure_set(
             ct.frame_of_reference_uid,
             structure_set.frame_of_reference_uid,
         )
+    for roi in structure_set.structures:
+        if roi.frame_of_reference_uid and roi.frame_of_reference_uid != ct.frame_of_reference_uid:
+            raise ReferenceMismatchError(
+                f"{what}: ROI {roi.name!r} is in Frame of Reference {roi.frame_of_reference_uid} "
+                f"but the planning CT's is {ct.frame_of_reference_uid}; structures drawn on "
+                "another image cannot be placed on this CT.",
+                ct.frame_of_reference_uid,
+                roi.frame_of_reference_uid,
+            )
     series = structure_set.referenced_series_uids
     if not series:
         warnings.append(

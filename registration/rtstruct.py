@@ -59,7 +59,7 @@ class PlanarContour:
     referenced_sop_instance_uid: str = ""
 
     def __post_init__(self) -> None:
-        points = np.asarray(self.points_lps_mm, dtype=np.float64)
+        points = np.array(self.points_lps_mm, dtype=np.float64)  # a copy: frozen, theirs not
         if points.ndim != 2 or points.shape[1] != 3 or points.shape[0] < 3:
             raise PlanningPackageError(
                 f"a closed contour needs at least 3 points of (x, y, z); got shape {points.shape}"

@@ -20,7 +20,7 @@ from registration.planning_package import (
     select_structure_set,
 )
 from registration.rtplan import PlanIsocenter, RtPlan
-from registration.rtstruct import StructureSet
+from registration.rtstruct import Structure, StructureSet
 
 CT = CtIdentity(patient_id="P1", frame_of_reference_uid="1.1", series_instance_uid="2.2")
 STRUCTURES = StructureSet(
@@ -135,3 +135,9 @@ def test_without_request_the_plan_then_the_course_then_the_mvct_centre_is_used()
     fallback = decide_isocenter(mvct_centre=centre)
     assert fallback.source is IsocenterSource.MVCT_CENTRE and fallback.point == centre
     assert fallback.untrusted_reason is not None and "MVCT centre" in fallback.untrusted_reason
+
+
+def test_a_roi_drawn_in_another_frame_is_refused_by_name() -> None:
+    mr_roi = Structure(7, "GTV_MR", "GTV", None, (), frame_of_reference_uid="6.6")
+    with pytest.raises(ReferenceMismatchError, match=r"ROI 'GTV_MR' is in Frame of Reference 6\.6"):
+        check_structure_set(CT, replace(STRUCTURES, structures=(mr_roi,)))
