@@ -111,10 +111,9 @@ def test_a_3dof_couch_applies_the_translation_and_leaves_every_rotation_as_resid
     assert CorrectionFlag.NOT_APPLIED_ROTATIONS in result.flags
     # nothing left at the isocentre, the whole rotation left around it
     assert result.residual.translation.as_array() == pytest.approx([0, 0, 0], abs=1e-9)
-    assert (result.residual.pitch_deg, result.residual.roll_deg, result.residual.yaw_deg) == (
-        pytest.approx(KNOWN.pitch_deg, abs=1e-9),
-        pytest.approx(KNOWN.roll_deg, abs=1e-9),
-        pytest.approx(KNOWN.yaw_deg, abs=1e-9),
+    residual_angles = [result.residual.pitch_deg, result.residual.roll_deg, result.residual.yaw_deg]
+    assert residual_angles == pytest.approx(
+        [KNOWN.pitch_deg, KNOWN.roll_deg, KNOWN.yaw_deg], abs=1e-9
     )
     assert result.measured.pitch_deg == pytest.approx(0.8)
 
