@@ -7,6 +7,8 @@ import math
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from scipy.spatial.transform import Rotation
 
 from registration.couch import CouchCorrection, Dof, correction_as_planning_to_daily
@@ -235,3 +237,32 @@ def test_the_json_form_keeps_both_the_measured_motion_and_the_machine_correction
     assert data["measured"]["roll_deg"] != 0.0
     assert data["to_apply"]["roll_deg"] == 0.0
     json.dumps(data)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    angles=st.tuples(*(st.floats(-5.0, 5.0, allow_nan=False),) * 3),
+    shift=st.tuples(*(st.floats(-20.0, 20.0, allow_nan=False),) * 3),
+    axis_offset=st.tuples(*(st.floats(-150.0, 150.0, allow_nan=False),) * 3),
+    position=st.sampled_from(list(PatientPosition)),
+)
+def test_whatever_the_motion_and_the_bore_axis_the_tomotherapy_move_puts_the_isocentre_back(
+    angles: tuple[float, float, float],
+    shift: tuple[float, float, float],
+    axis_offset: tuple[float, float, float],
+    position: PatientPosition,
+) -> None:
+    rot = Rotation.from_euler("xyz", angles, degrees=True).as_matrix()
+    m = RigidTransformLps.from_rotation_translation(
+        rot, ISO.as_array() + shift - rot @ ISO.as_array()
+    )
+    axis_point = LpsPoint.from_array(ISO.as_array() + np.array(axis_offset))
+    result = correction_for_machine(
+        m, ISO, position, TOMOTHERAPY_HI_ART, rotation_axis_point=axis_point
+    )
+    move = machine_move_lps(result.to_apply, ISO, position, TOMOTHERAPY_HI_ART, axis_point)
+    if result.moves:
+        assert move.apply(m.apply(ISO)).as_array() == pytest.approx(ISO.as_array(), abs=1e-8)
+        assert result.residual.translation.as_array() == pytest.approx([0, 0, 0], abs=1e-8)
+    else:
+        assert result.to_apply == NO_MOVE
