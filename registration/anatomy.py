@@ -44,18 +44,25 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 import SimpleITK as sitk
-from scipy import ndimage
 
 from registration.anatomy_body import (
     BODY_THRESHOLD,
-    BoolArray,
     body_mask,
     outline_distances_mm,
     signed_distance_mm,
 )
+from registration.anatomy_grid import (
+    crop,
+    ones,
+    padding_as_air,
+    planning_bounds,
+    resample,
+    usable_fov,
+    working_grid,
+)
+from registration.anatomy_misfit import target_misfit
 from registration.errors import InputError
 from registration.geometry import LpsPoint, RigidTransformLps
-from registration.pyramid import padding_mask
 
 __all__ = [
     "AnatomyFigures",
@@ -198,24 +205,24 @@ def measure_anatomy(
         if image.GetDimension() != 3 or image.GetNumberOfComponentsPerPixel() != 1:
             raise InputError(f"the {name} must be a 3-D scalar image")
     daily_to_planning = planning_to_daily.inverse()
-    work = _working_grid(daily_mv, options.working_pixel_mm)
+    work = working_grid(daily_mv, options.working_pixel_mm)
     w = options.working_pixel_mm
-    bounds = _planning_bounds(planning_hu, work, daily_to_planning)
+    bounds = planning_bounds(planning_hu, work, daily_to_planning)
     external_image = None if external is None else _mask_image(external, planning_hu, "EXTERNAL")
     ptv_image = None if ptv is None else _mask_image(ptv, planning_hu, "PTV")
-    planning_hu = _crop(planning_hu, bounds)
-    valid2d = _usable_fov(daily_mv, work, options.fov_margin_mm)
-    daily = _resample(_padding_as_air(daily_mv), work, None, -1000.0, sitk.sitkLinear)
-    covered = _resample(_ones(planning_hu), work, daily_to_planning, 0.0, sitk.sitkNearestNeighbor)
+    planning_hu = crop(planning_hu, bounds)
+    valid2d = usable_fov(daily_mv, work, options.fov_margin_mm)
+    daily = resample(padding_as_air(daily_mv), work, None, -1000.0, sitk.sitkLinear)
+    covered = resample(ones(planning_hu), work, daily_to_planning, 0.0, sitk.sitkNearestNeighbor)
 
     if external_image is not None:
-        planning_body_image = _crop(external_image, bounds)
+        planning_body_image = crop(external_image, bounds)
         body_source = "external"
     else:
         planning_body_image = _threshold_body(planning_hu, options.planning_threshold_hu)
         body_source = "threshold"
     planning_body = (
-        _resample(planning_body_image, work, daily_to_planning, 0.0, sitk.sitkLinear) > 0.5
+        resample(planning_body_image, work, daily_to_planning, 0.0, sitk.sitkLinear) > 0.5
     )
     daily_body = body_mask(daily, (w, w), threshold=options.daily_threshold_mv)
 
@@ -255,8 +262,18 @@ def measure_anatomy(
 
     warnings: list[str] = []
     misfit_region = "ptv" if ptv is not None else "sphere"
-    region = None if ptv_image is None else _crop(ptv_image, bounds)
-    misfit = _misfit(planning_hu, daily_mv, planning_to_daily, region, isocenter, options)
+    region = None if ptv_image is None else crop(ptv_image, bounds)
+    misfit = target_misfit(
+        planning_hu,
+        daily_mv,
+        planning_to_daily,
+        region,
+        isocenter,
+        smoothing_mm=options.misfit_smoothing_mm,
+        working_pixel_mm=options.working_pixel_mm,
+        sphere_radius_mm=options.sphere_radius_mm,
+        fov_margin_mm=options.fov_margin_mm,
+    )
     if misfit is None:
         warnings.append(f"the {misfit_region} region lies outside the scan: no misfit measured")
     return AnatomyFigures(
@@ -270,110 +287,6 @@ def measure_anatomy(
         body_source=body_source,
         warnings=tuple(warnings),
     )
-
-
-def _planning_bounds(
-    planning: sitk.Image, grid: sitk.Image, daily_to_planning: RigidTransformLps
-) -> tuple[tuple[int, int], ...]:
-    """Index ranges (x, y, z) of the planning CT that ``grid`` samples, plus two voxels."""
-    size = grid.GetSize()
-    corners = np.array(
-        [
-            grid.TransformContinuousIndexToPhysicalPoint([float(i), float(j), float(k)])
-            for i in (-0.5, size[0] - 0.5)
-            for j in (-0.5, size[1] - 0.5)
-            for k in (-0.5, size[2] - 0.5)
-        ]
-    )
-    points = daily_to_planning.apply_array(corners)
-    index = np.array(
-        [planning.TransformPhysicalPointToContinuousIndex(tuple(map(float, p))) for p in points]
-    )
-    n = np.asarray(planning.GetSize())
-    lo = np.clip(np.floor(index.min(axis=0)).astype(int) - 2, 0, n)
-    hi = np.clip(np.ceil(index.max(axis=0)).astype(int) + 3, 0, n)
-    if np.any(hi <= lo):
-        raise InputError(
-            "the MVCT does not overlap the planning CT after the match: check the registration "
-            "and that the right planning CT was chosen"
-        )
-    return tuple((int(a), int(b)) for a, b in zip(lo, hi, strict=True))
-
-
-def _crop(image: sitk.Image, bounds: tuple[tuple[int, int], ...]) -> sitk.Image:
-    (x0, x1), (y0, y1), (z0, z1) = bounds
-    cropped: sitk.Image = image[x0:x1, y0:y1, z0:z1]
-    return cropped
-
-
-def _working_grid(daily: sitk.Image, pixel_mm: float) -> sitk.Image:
-    """The MVCT's slices with ``pixel_mm`` pixels covering the same in-plane extent."""
-    spacing = daily.GetSpacing()
-    size = daily.GetSize()
-    new_size = [max(1, math.ceil(size[i] * spacing[i] / pixel_mm)) for i in (0, 1)]
-    d = np.array(daily.GetDirection()).reshape(3, 3)
-    shift = np.array([(pixel_mm - spacing[0]) / 2, (pixel_mm - spacing[1]) / 2, 0.0])
-    grid = sitk.Image([*new_size, size[2]], sitk.sitkUInt8)
-    grid.SetSpacing((pixel_mm, pixel_mm, spacing[2]))
-    grid.SetDirection(daily.GetDirection())
-    grid.SetOrigin(tuple(float(v) for v in np.array(daily.GetOrigin()) + d @ shift))
-    return grid
-
-
-def _resample(
-    image: sitk.Image,
-    grid: sitk.Image,
-    output_to_input: RigidTransformLps | None,
-    default: float,
-    interpolator: int,
-) -> Float32Array:
-    transform = sitk.AffineTransform(3)
-    if output_to_input is not None:
-        transform.SetMatrix(tuple(float(v) for v in output_to_input.rotation.ravel()))
-        transform.SetTranslation(tuple(float(v) for v in output_to_input.translation_mm))
-    out = sitk.Resample(
-        sitk.Cast(image, sitk.sitkFloat32), grid, transform, interpolator, default, sitk.sitkFloat32
-    )
-    return sitk.GetArrayFromImage(out)
-
-
-def _ones(image: sitk.Image) -> sitk.Image:
-    ones = sitk.Image(image.GetSize(), sitk.sitkUInt8) + 1
-    ones.CopyInformation(image)
-    return ones
-
-
-def _padding_as_air(daily: sitk.Image) -> sitk.Image:
-    pad2d = padding_mask(daily)
-    if not pad2d.any():
-        return daily
-    array = sitk.GetArrayFromImage(daily).astype(np.float32)
-    array[:, pad2d] = -1000.0
-    out = sitk.GetImageFromArray(array)
-    out.CopyInformation(daily)
-    return out
-
-
-def _usable_fov(daily: sitk.Image, grid: sitk.Image, margin_mm: float) -> BoolArray:
-    """2-D (y, x) mask of the working grid: inside the reconstruction circle minus a margin.
-
-    Without a detected circle the image border counts as the edge.
-    """
-    inside = ~padding_mask(daily)
-    bordered = np.pad(inside, 1, constant_values=False)
-    spacing = daily.GetSpacing()
-    distance = ndimage.distance_transform_edt(bordered, sampling=(spacing[1], spacing[0]))
-    usable = (distance[1:-1, 1:-1] > margin_mm).astype(np.uint8)
-    one_slice = sitk.GetImageFromArray(usable[np.newaxis])
-    one_slice.SetSpacing(spacing)
-    one_slice.SetOrigin(daily.GetOrigin())
-    one_slice.SetDirection(daily.GetDirection())
-    plane = sitk.Image(grid[:, :, 0:1])
-    plane.CopyInformation(grid[:, :, 0:1])
-    # both single-slice grids share the first slice's plane, so resampling is in-plane only
-    result = _resample(one_slice, plane, None, 0.0, sitk.sitkNearestNeighbor)[0] > 0.5
-    mask: BoolArray = result
-    return mask
 
 
 def _mask_image(mask: Mask, planning: sitk.Image, name: str) -> sitk.Image:
@@ -406,87 +319,3 @@ def _threshold_body(planning: sitk.Image, threshold_hu: float) -> sitk.Image:
     image = sitk.GetImageFromArray(body.astype(np.float32))
     image.CopyInformation(planning)
     return image
-
-
-def _misfit(
-    planning_hu: sitk.Image,
-    daily_mv: sitk.Image,
-    planning_to_daily: RigidTransformLps,
-    ptv: sitk.Image | None,
-    isocenter: LpsPoint | None,
-    options: AnatomyOptions,
-) -> float | None:
-    """The gradient-weighted NGF misfit in the region (module docstring); None if no region."""
-    daily_to_planning = planning_to_daily.inverse()
-    work = _working_grid(daily_mv, options.working_pixel_mm)
-    if ptv is not None:
-        region = _resample(ptv, work, daily_to_planning, 0.0, sitk.sitkLinear) > 0.5
-    else:
-        if isocenter is None:
-            middle = [(n - 1) / 2.0 for n in daily_mv.GetSize()]
-            center = np.array(daily_mv.TransformContinuousIndexToPhysicalPoint(middle))
-        else:
-            center = planning_to_daily.apply(isocenter).as_array()
-        region = _sphere(work, center, options.sphere_radius_mm)
-    region &= _usable_fov(daily_mv, work, options.fov_margin_mm)[np.newaxis]
-    covered = _resample(_ones(planning_hu), work, daily_to_planning, 0.0, sitk.sitkNearestNeighbor)
-    region &= covered > 0
-    if np.count_nonzero(region) < 100:
-        return None
-    # crop to the region (and a margin for the smoothing) before the expensive resampling
-    pad = math.ceil(3 * options.misfit_smoothing_mm / options.working_pixel_mm) + 2
-    idx = np.argwhere(region)
-    lo = np.maximum(idx.min(axis=0) - [0, pad, pad], 0)
-    hi = np.minimum(idx.max(axis=0) + [1, pad + 1, pad + 1], region.shape)
-    crop = work[int(lo[2]) : int(hi[2]), int(lo[1]) : int(hi[1]), int(lo[0]) : int(hi[0])]
-    region = region[lo[0] : hi[0], lo[1] : hi[1], lo[2] : hi[2]]
-    daily = _resample(_padding_as_air(daily_mv), crop, None, -1000.0, sitk.sitkLinear)
-    planning = _slab_average(planning_hu, crop, daily_to_planning)
-    w = options.working_pixel_mm
-    gf = _gradients(daily, options.misfit_smoothing_mm / w, w)
-    gg = _gradients(planning, options.misfit_smoothing_mm / w, w)
-    dot = gf[0] * gg[0] + gf[1] * gg[1]
-    weight = np.hypot(gf[0], gf[1]) * np.hypot(gg[0], gg[1])
-    total = float(weight[region].sum())
-    if total <= 0:
-        return None
-    aligned = np.divide(dot**2, weight, out=np.zeros_like(weight), where=weight > 0)
-    return 1.0 - float(aligned[region].sum()) / total
-
-
-def _sphere(grid: sitk.Image, center: npt.NDArray[np.float64], radius_mm: float) -> BoolArray:
-    size = grid.GetSize()
-    d = np.array(grid.GetDirection()).reshape(3, 3) * np.array(grid.GetSpacing())
-    offset = np.array(grid.GetOrigin()) - center
-    i = np.arange(size[0])[None, None, :, None] * d[:, 0]
-    j = np.arange(size[1])[None, :, None, None] * d[:, 1]
-    k = np.arange(size[2])[:, None, None, None] * d[:, 2]
-    inside: BoolArray = np.sum((offset + i + j + k) ** 2, axis=-1) <= radius_mm**2
-    return inside
-
-
-def _slab_average(
-    planning: sitk.Image, grid: sitk.Image, daily_to_planning: RigidTransformLps
-) -> Float32Array:
-    """The planning CT on ``grid`` averaged over each slice thickness (sub-slices ≤ 1.5 mm)."""
-    dz = grid.GetSpacing()[2]
-    n = max(1, math.ceil(dz / 1.5 - 1e-9))
-    d = np.array(grid.GetDirection()).reshape(3, 3)
-    total: Float32Array | None = None
-    for m in range(n):
-        shifted = sitk.Image(grid)
-        offset = (-0.5 + (m + 0.5) / n) * dz
-        shifted.SetOrigin(tuple(float(v) for v in np.array(grid.GetOrigin()) + d[:, 2] * offset))
-        sample = _resample(planning, shifted, daily_to_planning, -1000.0, sitk.sitkLinear)
-        total = sample if total is None else total + sample
-    assert total is not None
-    averaged: Float32Array = total / np.float32(n)
-    return averaged
-
-
-def _gradients(array: Float32Array, sigma_px: float, pixel_mm: float) -> tuple[Float32Array, ...]:
-    """In-plane (y, x) gradients (per mm) of a (z, y, x) array after a Gaussian of ``sigma_px``."""
-    smooth = ndimage.gaussian_filter(array, (0.0, sigma_px, sigma_px))
-    gy = np.gradient(smooth, pixel_mm, axis=1).astype(np.float32)
-    gx = np.gradient(smooth, pixel_mm, axis=2).astype(np.float32)
-    return gy, gx

@@ -22,6 +22,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import numpy.typing as npt
 import SimpleITK as sitk
 from scipy import ndimage
 
@@ -35,13 +36,13 @@ AIR_HU = -1000.0
 SOFT_TISSUE_HU = 40.0
 
 
-def _like(reference: sitk.Image, array: np.ndarray) -> sitk.Image:  # type: ignore[type-arg]
+def _like(reference: sitk.Image, array: npt.NDArray[np.float32]) -> sitk.Image:
     image = sitk.GetImageFromArray(array.astype(np.float32))
     image.CopyInformation(reference)
     return image
 
 
-def coordinate_mm(image: sitk.Image, axis: int) -> np.ndarray:  # type: ignore[type-arg]
+def coordinate_mm(image: sitk.Image, axis: int) -> npt.NDArray[np.float32]:
     """LPS coordinate ``axis`` (0 x, 1 y, 2 z; mm) of every voxel centre, float32 (z, y, x)."""
     d = np.array(image.GetDirection()).reshape(3, 3) * np.array(image.GetSpacing())
     nx, ny, nz = image.GetSize()
