@@ -37,6 +37,7 @@ Residual misfit in the target region
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 from typing import Any
@@ -44,6 +45,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 import SimpleITK as sitk
+from scipy import ndimage
 
 from registration.anatomy_body import (
     BODY_THRESHOLD,
@@ -152,7 +154,8 @@ class AnatomyFigures:
                     "max_outward_mm": round(s.max_outward_mm, 3),
                     "planning_area_mm2": round(s.planning_area_mm2, 1),
                     "daily_area_mm2": round(s.daily_area_mm2, 1),
-                    "area_change_percent": round(s.area_change_percent, 3),
+                    # from the rounded areas, so that from_dict → to_dict gives the same text
+                    "area_change_percent": round(_rounded_areas(s).area_change_percent, 3),
                 }
                 for s in self.slices
             ],
@@ -183,6 +186,14 @@ class AnatomyFigures:
             body_source=str(data["body_source"]),
             warnings=tuple(str(w) for w in data.get("warnings", ())),
         )
+
+
+def _rounded_areas(s: SliceFigures) -> SliceFigures:
+    return dataclasses.replace(
+        s,
+        planning_area_mm2=round(s.planning_area_mm2, 1),
+        daily_area_mm2=round(s.daily_area_mm2, 1),
+    )
 
 
 def measure_anatomy(
@@ -228,15 +239,17 @@ def measure_anatomy(
 
     slices: list[SliceFigures] = []
     all_distances: list[npt.NDArray[np.float64]] = []
-    n_valid = int(np.count_nonzero(valid2d))
+    narrowed = 0
     for k in range(daily.shape[0]):
-        if np.count_nonzero(covered[k][valid2d] > 0) < n_valid:
-            continue  # the planning CT does not cover this slice entirely
-        planning_area = float(np.count_nonzero(planning_body[k] & valid2d)) * w * w
+        region2d = _measurable(valid2d, covered[k] > 0, w, options.fov_margin_mm)
+        if region2d is None:
+            continue  # the planning CT does not reach this slice
+        narrowed += int(np.count_nonzero(region2d) < np.count_nonzero(valid2d))
+        planning_area = float(np.count_nonzero(planning_body[k] & region2d)) * w * w
         if planning_area < options.min_body_area_mm2:
             continue
         sdf = signed_distance_mm(planning_body[k], (w, w))
-        distances = outline_distances_mm(daily_body[k], sdf, valid2d)
+        distances = outline_distances_mm(daily_body[k], sdf, region2d)
         if distances.size == 0:
             continue
         all_distances.append(distances)
@@ -248,7 +261,7 @@ def measure_anatomy(
                 max_inward_mm=max(0.0, float(-distances.min())),
                 max_outward_mm=max(0.0, float(distances.max())),
                 planning_area_mm2=planning_area,
-                daily_area_mm2=float(np.count_nonzero(daily_body[k] & valid2d)) * w * w,
+                daily_area_mm2=float(np.count_nonzero(daily_body[k] & region2d)) * w * w,
             )
         )
     if not slices:
@@ -261,6 +274,11 @@ def measure_anatomy(
     daily_total = sum(s.daily_area_mm2 for s in slices)
 
     warnings: list[str] = []
+    if narrowed:
+        warnings.append(
+            f"the planning CT is narrower than the MVCT's field of view on {narrowed} slice(s): "
+            "the body was compared only where both images exist"
+        )
     misfit_region = "ptv" if ptv is not None else "sphere"
     region = None if ptv_image is None else crop(ptv_image, bounds)
     misfit = target_misfit(
@@ -287,6 +305,23 @@ def measure_anatomy(
         body_source=body_source,
         warnings=tuple(warnings),
     )
+
+
+def _measurable(
+    valid2d: npt.NDArray[np.bool_],
+    covered2d: npt.NDArray[np.bool_],
+    pixel_mm: float,
+    margin_mm: float,
+) -> npt.NDArray[np.bool_] | None:
+    """Where a slice can be compared: the usable field of view, minus ``margin_mm`` from the edge
+    of the planning CT (its body is cut there); None when less than half the field remains."""
+    if np.count_nonzero(covered2d & valid2d) < 0.5 * np.count_nonzero(valid2d):
+        return None
+    if covered2d[valid2d].all():
+        return valid2d
+    depth = ndimage.distance_transform_edt(covered2d, sampling=(pixel_mm, pixel_mm))
+    region: npt.NDArray[np.bool_] = valid2d & (depth > margin_mm)
+    return region
 
 
 def _mask_image(mask: Mask, planning: sitk.Image, name: str) -> sitk.Image:

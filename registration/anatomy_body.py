@@ -18,6 +18,9 @@ Body by threshold (:func:`body_mask`), per axial slice:
    its area (arms), are kept; small ones (couch rails, cables, noise) are dropped;
 4. holes are filled (lungs, airways, bowel gas are inside the body).
 
+The image is taken to continue beyond its border as its edge pixels, so a body cut by the
+image's extent keeps its shape there (not eroded by the opening, lungs still closed).
+
 Signed distance between outlines (:func:`outline_distances_mm`): for every pair of 4-neighbour
 pixels across the *measured* outline, the reference mask's signed distance map (mm, **positive
 outside** the reference body, negative inside, half a pixel corrected so that the map is zero
@@ -67,17 +70,20 @@ def body_mask(
         array = ndimage.gaussian_filter(array, (0.0, smoothing_mm / sy, smoothing_mm / sx))
     above = array > threshold
     disc = _disc(opening_mm / min(sy, sx)) if opening_mm > 0 else None
+    # the image continues beyond its border as its edge pixels (a body cut by the planning CT's
+    # extent is not eroded there by the opening, nor opened to the outside at its lungs)
+    pad = 1 if disc is None else disc.shape[0] // 2 + 1
     out = np.zeros(above.shape, dtype=bool)
     for k in range(above.shape[0]):
-        slice_mask = above[k]
+        slice_mask = np.pad(above[k], pad, mode="edge")
         if disc is not None:
-            slice_mask = ndimage.binary_opening(slice_mask, structure=disc)
+            slice_mask = ndimage.binary_opening(slice_mask, structure=disc, border_value=0)
         labels, n = ndimage.label(slice_mask)
         if n == 0:
             continue
         sizes = np.bincount(labels.ravel())[1:]
         keep = np.flatnonzero(sizes >= min_part_fraction * sizes.max()) + 1
-        out[k] = ndimage.binary_fill_holes(np.isin(labels, keep))
+        out[k] = ndimage.binary_fill_holes(np.isin(labels, keep))[pad:-pad, pad:-pad]
     return out
 
 

@@ -35,7 +35,7 @@ pytestmark = pytest.mark.skipif(not THORAX.is_dir(), reason=f"real CT data not f
 
 ISO = LpsPoint(0.0, 40.0, -40.0)
 TUMOUR = LpsPoint(60.0, 40.0, -40.0)  # in the left lung
-SIM = MvctSimulationOptions(pixel_spacing_mm=1.0, scan_center=ISO, scan_length_mm=100.0)
+SIM = MvctSimulationOptions(pixel_spacing_mm=1.5, scan_center=ISO, scan_length_mm=100.0)
 
 
 @pytest.fixture(scope="module")
@@ -138,6 +138,17 @@ def test_figures_survive_a_json_round_trip(planning: sitk.Image) -> None:
     again = AnatomyFigures.from_dict(json.loads(json.dumps(figures.to_dict())))
     assert again.to_dict() == figures.to_dict()
     assert again.mean_surface_mm == pytest.approx(figures.mean_surface_mm, abs=1e-3)
+
+
+def test_a_planning_ct_narrower_than_the_mvct_field_is_compared_where_both_exist(
+    planning: sitk.Image,
+) -> None:
+    narrow = planning[50:206, :, :]  # x from −152 to +152 mm; the MVCT sees ±190 mm
+    daily, motion = _fraction(planning, 42)
+    figures = measure_anatomy(narrow, daily, motion, isocenter=TUMOUR)
+    assert abs(figures.mean_surface_mm) < 1.0
+    assert abs(figures.area_change_percent) < 2.0
+    assert any("narrower" in w for w in figures.warnings)
 
 
 def test_a_mask_not_on_the_planning_grid_is_refused_with_its_shape(planning: sitk.Image) -> None:
