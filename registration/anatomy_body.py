@@ -42,7 +42,7 @@ FloatArray = npt.NDArray[np.float64]
 BODY_THRESHOLD = -500.0
 OPENING_MM = 4.0
 SMOOTHING_MM = 1.0
-MIN_PART_FRACTION = 0.1
+MIN_PART_FRACTION = 0.03
 
 
 def _disc(radius_px: float) -> BoolArray:
