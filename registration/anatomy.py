@@ -13,8 +13,10 @@ Body outline
     the planning CT thresholded (:mod:`registration.anatomy_body`: −500, couch shells removed by
     an opening, holes filled). The MVCT body uses the same recipe on MV numbers (air −1000, water
     0, so the same half-way threshold). Only the MVCT's reconstruction circle minus
-    ``fov_margin_mm`` counts (outside it is padding; the body may be cut by the circle), and only
-    slices the planning CT covers entirely. Per slice: the signed distance of the MVCT outline
+    ``fov_margin_mm`` counts (outside it is padding; the body may be cut by the circle), and of
+    it only what lies inside the planning CT by more than the same margin (a planning CT
+    reconstructed with a smaller field cuts its body; a warning says so); slices where less than
+    half the usable circle is covered are skipped. Per slice: the signed distance of the MVCT outline
     from the planning outline (**positive outward**, i.e. the body is larger today; negative
     inward, weight loss), its mean, the largest inward and outward values, and both areas.
 

@@ -17,6 +17,7 @@ import SimpleITK as sitk
 
 from registration.anatomy import AnatomyFigures, measure_anatomy
 from registration.anatomy_alert import AnatomyAlertReason, evaluate_anatomy_alert
+from registration.anatomy_body import body_mask
 from registration.dicom_series import read_ct_series
 from registration.errors import InputError
 from registration.geometry import LpsPoint, RigidTransformLps
@@ -149,6 +150,21 @@ def test_a_planning_ct_narrower_than_the_mvct_field_is_compared_where_both_exist
     assert abs(figures.mean_surface_mm) < 1.0
     assert abs(figures.area_change_percent) < 2.0
     assert any("narrower" in w for w in figures.warnings)
+
+
+def test_an_external_structure_is_used_instead_of_the_threshold_when_given(
+    planning: sitk.Image,
+) -> None:
+    spacing = planning.GetSpacing()
+    body = body_mask(sitk.GetArrayFromImage(planning), (spacing[1], spacing[0]))
+    larger = sitk.BinaryDilate(sitk.GetImageFromArray(body.astype(np.uint8)), [2, 2, 0])
+    larger.CopyInformation(planning)  # EXTERNAL drawn 2 pixels (3.9 mm) outside the skin
+    daily, motion = _fraction(planning, 43)
+    as_array = measure_anatomy(planning, daily, motion, external=body, isocenter=TUMOUR)
+    as_image = measure_anatomy(planning, daily, motion, external=larger, isocenter=TUMOUR)
+    assert as_array.body_source == as_image.body_source == "external"
+    assert abs(as_array.mean_surface_mm) < 1.0
+    assert as_image.mean_surface_mm == pytest.approx(-3.9, abs=1.0)  # today inside the EXTERNAL
 
 
 def test_a_mask_not_on_the_planning_grid_is_refused_with_its_shape(planning: sitk.Image) -> None:
