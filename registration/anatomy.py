@@ -16,9 +16,10 @@ Body outline
     ``fov_margin_mm`` counts (outside it is padding; the body may be cut by the circle), and of
     it only what lies inside the planning CT by more than the same margin (a planning CT
     reconstructed with a smaller field cuts its body; a warning says so); slices where less than
-    half the usable circle is covered are skipped. Per slice: the signed distance of the MVCT outline
-    from the planning outline (**positive outward**, i.e. the body is larger today; negative
-    inward, weight loss), its mean, the largest inward and outward values, and both areas.
+    half the usable circle is covered are skipped. Per slice: the signed distance of the MVCT
+    outline from the planning outline (**positive outward**, i.e. the body is larger today;
+    negative inward, weight loss), its mean, the largest inward and outward values, and both
+    areas.
 
 Residual misfit in the target region
     In the PTV (a mask on the planning grid) or, without one, the ``sphere_radius_mm`` sphere
