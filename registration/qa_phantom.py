@@ -8,7 +8,9 @@ The phantom (:func:`qa_phantom_ct`) is a water cylinder (0 HU) of ``radius_mm`` 
 A 120 mm scan centred on it sees both flat ends: the ends and the staggered rods fix the position
 along the axis. Scan it with **fine pitch (2 mm slices)**: through the real registration the
 longitudinal error was ≤ 0.04 mm at 2 mm slices but reached 0.46 mm at 4 mm and 0.95 mm at 6 mm
-(``bench/bench_qa.py``; with rods alone and no ends in the scan, 0.85 mm at 4 mm):
+(``bench/bench_qa.py``; with rods alone and no ends in the scan, 0.85 mm at 4 mm). Rotation
+about the axis (roll, for a phantom lying along the couch) is fixed only by the four 10 mm rods:
+a 1° roll offset was recovered with up to 0.46° error, so keep the angular tolerance at 1°:
 
 =========  ========  ==========  ===================================================
 insert     kV HU     MV number   (MV = :func:`~registration.simulate.harmonise_kv_to_mv`)
