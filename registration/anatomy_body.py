@@ -35,6 +35,13 @@ import numpy as np
 import numpy.typing as npt
 from scipy import ndimage
 
+__all__ = [
+    "BODY_THRESHOLD",
+    "body_mask",
+    "outline_distances_mm",
+    "signed_distance_mm",
+]
+
 BoolArray = npt.NDArray[np.bool_]
 FloatArray = npt.NDArray[np.float64]
 

@@ -18,6 +18,16 @@ from registration.errors import InputError
 from registration.geometry import RigidTransformLps
 from registration.pyramid import padding_mask
 
+__all__ = [
+    "crop",
+    "ones",
+    "padding_as_air",
+    "planning_bounds",
+    "resample",
+    "usable_fov",
+    "working_grid",
+]
+
 Float32Array = npt.NDArray[np.float32]
 
 

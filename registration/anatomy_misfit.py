@@ -22,6 +22,10 @@ from registration.anatomy_grid import (
 )
 from registration.geometry import LpsPoint, RigidTransformLps
 
+__all__ = [
+    "target_misfit",
+]
+
 
 def target_misfit(
     planning_hu: sitk.Image,

@@ -30,7 +30,7 @@ from registration.anatomy_body import body_mask
 from registration.errors import InputError
 from registration.geometry import LpsPoint
 
-__all__ = ["with_couch", "with_spherical_lesion", "with_weight_loss"]
+__all__ = ["coordinate_mm", "with_couch", "with_spherical_lesion", "with_weight_loss"]
 
 AIR_HU = -1000.0
 SOFT_TISSUE_HU = 40.0
