@@ -38,9 +38,12 @@ No guideline sets a number; clinics use local triggers. What the defaults rest o
   loss" as 10 %), and for a roughly cylindrical neck a uniform outline change of 5 mm on a 12 cm
   neck is ≈ 16 % of the area, so 10 % fires earlier than 5 mm on a neck and later on a trunk.
 * ``misfit_increase`` and the trend rule are *project choices*, calibrated on simulated MVCTs
-  (``bench/bench_anatomy.py``: ordinary fractions stay below 0.005 increase; a tumour shrinking
-  from 20 to 12 mm radius inside the region raises it by ≈ 0.04), not on patients. Review them
-  with local data before clinical use.
+  of the real thorax CT (``bench/bench_anatomy.py``): over 20 ordinary fractions (noise 25–60
+  HU, cupping 0–60 HU, 4/6 mm slices, set-up errors ±8 mm/±2°, two couches) the misfit moved
+  at most +0.0032 from its baseline; a tumour shrinking from 20 to 12 mm radius raised it by
+  +0.20 in a 30 mm PTV (+0.04 in the 50 mm sphere). The trend rule fires on a drift of about
+  1 mm per fraction sustained over five fractions. Neither is validated on patients: review
+  them with local data before clinical use.
 """
 
 from __future__ import annotations
