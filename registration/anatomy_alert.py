@@ -41,9 +41,9 @@ No guideline sets a number; clinics use local triggers. What the defaults rest o
   of the real thorax CT (``bench/bench_anatomy.py``): over 20 ordinary fractions (noise 25–60
   HU, cupping 0–60 HU, 4/6 mm slices, set-up errors ±8 mm/±2°, two couches) the misfit moved
   at most +0.0032 from its baseline; a tumour shrinking from 20 to 12 mm radius raised it by
-  +0.20 in a 30 mm PTV (+0.04 in the 50 mm sphere). The trend rule fires on a drift of about
-  1 mm per fraction sustained over five fractions. Neither is validated on patients: review
-  them with local data before clinical use.
+  +0.20 in a 30 mm PTV (+0.04 in the 50 mm sphere). The trend rule fires on a steady drift of
+  0.75 mm per fraction or more (3 mm over the 4 intervals of a 5-fraction window). Neither is
+  validated on patients: review them with local data before clinical use.
 """
 
 from __future__ import annotations
