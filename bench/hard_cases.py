@@ -135,7 +135,7 @@ def build(kind: str, planning: CtVolume, iso: LpsPoint, rng: np.random.Generator
         end = planning.image.TransformContinuousIndexToPhysicalPoint(
             [(size[0] - 1) / 2, (size[1] - 1) / 2, size[2] - 1.0]
         )
-        top = LpsPoint(iso.x_mm, iso.y_mm, end[2] - 10.0)
+        top = LpsPoint(iso.x_mm, iso.y_mm, end[2] - 25.0)  # 35 of 120 mm beyond the end
         sim = dataclasses.replace(sim, scan_center=top, scan_length_mm=120.0)
         iso = LpsPoint(iso.x_mm, iso.y_mm, end[2] - 40.0)
         motion = random_motion(rng, 10.0, 2.0, iso)

@@ -143,8 +143,14 @@ class _Correlator:
         return result
 
     def _corr(self, fa: npt.NDArray[np.complex64], fb: npt.NDArray[np.complex64]) -> Float64Array:
-        full = fft.irfftn(np.conj(fa) * fb, self.shape)
-        return np.asarray(full[self.out], dtype=np.float64)
+        """Cross-correlation at the searched shifts only: the inverse transform is pruned axis
+        by axis (z, then y, then the real x axis), keeping only the rows the shifts need."""
+        spectrum = np.conj(fa) * fb
+        nz, ny, nx = (s.stop for s in self.out)
+        spectrum = fft.ifft(spectrum, self.shape[0], axis=0)[:nz]
+        spectrum = fft.ifft(spectrum, self.shape[1], axis=1)[:, :ny]
+        full = fft.irfft(spectrum, self.shape[2], axis=2)[:, :, :nx]
+        return np.asarray(full, dtype=np.float64)
 
     def ncc(self, f: Float32Array, m: Float32Array) -> Float64Array:
         count = float(m.sum())

@@ -7,15 +7,16 @@ point p is at M·p in the MVCT, LPS mm) and the couch correction of :mod:`regist
 Method (parameters in ``registration/params/rigid_mvct_v1.txt``, levels in :data:`LEVELS`):
 
 1. Both images are clipped to an intensity window and block-averaged to 10, 6, 3 and 1.5 mm
-   (:mod:`registration.pyramid`); the planning side once per course (:func:`prepare_planning`).
+   (:mod:`registration.pyramid`); the planning side once per course (:func:`prepare_planning`,
+   which also keeps the ITK copies elastix reads).
 2. Fixed image = MVCT (short, masked to its reconstruction circle, the chosen anatomy and the
    planning CT's extent), moving image = planning CT. Mattes mutual information copes with the
    kV/MV contrast difference without a calibration curve.
 3. Global initialisation (:mod:`registration.global_search`): an exhaustive rotation ×
    translation search on the 10 mm level (±60 mm, rotations 0/±7° about each axis) gives the
    start, so the capture range is ±40 mm and ±10° per axis.
-4. Coarse to fine, one elastix run per level; each level starts from the previous answer by
-   moving the MVCT level image's geometry (origin, direction) by the current estimate, so
+4. Coarse to fine, one elastix run per level; each level starts from the previous
+   answer by moving the MVCT level image's geometry (origin, direction) by the estimate, so
    elastix always solves a small residual about the centre of the masked anatomy. A region given
    in the planning frame (``options.roi``, ``options.planning_region``) is intersected with the
    fixed-image mask at every level *in the moved geometry*, i.e. mapped into the MVCT by the
@@ -33,6 +34,8 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from functools import cached_property
+from typing import Any
 
 import numpy as np
 import SimpleITK as sitk
@@ -71,8 +74,12 @@ LEVELS: tuple[Level, ...] = (
     Level(spacing_mm=3.0, iterations=100, samples=1500),
     Level(spacing_mm=1.5, iterations=200, samples=2000),
 )
-#: The independent second estimate (and the refinement of the rival start): the first three
-#: levels only, with their own optimiser settings.
+#: The first level elastix refines on (the global search runs on level 0). Starting at 6 mm
+#: would save a run, but in bone mode a second estimate started 10 mm / 3° off then failed to
+#: find enough mask samples at 3 mm: the 10 mm level is kept.
+SOLVE_FROM = 0
+#: The independent second estimate (and the refinement of the rival start): levels SOLVE_FROM
+#: onwards, as many as listed here, with their own optimiser settings.
 SECOND_OPINION_LEVELS: tuple[Level, ...] = (
     Level(spacing_mm=10.0, iterations=80, samples=1000),
     Level(spacing_mm=6.0, iterations=80, samples=1000),
@@ -100,6 +107,11 @@ class PreparedPlanning:
     volume: CtVolume
     levels: tuple[sitk.Image, ...]
     search: SearchPlanning
+
+    @cached_property
+    def itk_levels(self) -> tuple[Any, ...]:
+        """The levels as ITK images, converted once (loads ITK on first use)."""
+        return tuple(to_itk(level) for level in self.levels)
 
 
 def prepare_planning(planning: CtVolume) -> PreparedPlanning:
@@ -159,7 +171,13 @@ def register(
     center = _mask_centroid(levels[0].mask)
     candidates = _global_candidates(prepared, levels[0], center)
     first, iterations = _solve(
-        prepared.levels, levels, LEVELS, seed, candidates[0].daily_to_planning, options, nmi=False
+        prepared.itk_levels[SOLVE_FROM:],
+        levels[SOLVE_FROM:],
+        LEVELS[SOLVE_FROM:],
+        seed,
+        candidates[0].daily_to_planning,
+        options,
+        nmi=False,
     )
     probe = _probe(levels[-1], fine, first, options, seed)
     metric = probe.mi(first)
@@ -167,10 +185,10 @@ def register(
     findings = SearchFindings(at_search_edge=candidates[0].at_search_edge)
     rival_start = _rival(candidates, center)
     if rival_start is not None:
-        n = len(SECOND_OPINION_LEVELS)
+        n = SOLVE_FROM + len(SECOND_OPINION_LEVELS)
         rival, _ = _solve(
-            prepared.levels[:n],
-            levels[:n],
+            prepared.itk_levels[SOLVE_FROM:n],
+            levels[SOLVE_FROM:n],
             SECOND_OPINION_LEVELS,
             seed,
             rival_start,
@@ -182,7 +200,13 @@ def register(
         if apart_mm > RIVAL_DISTINCT_MM and rival_metric > metric + RIVAL_TOLERANCE_NATS:
             # the rival start leads to a clearly better match: it becomes the answer
             first, iterations = _solve(
-                prepared.levels, levels, LEVELS, seed, rival, options, nmi=False
+                prepared.itk_levels[SOLVE_FROM:],
+                levels[SOLVE_FROM:],
+                LEVELS[SOLVE_FROM:],
+                seed,
+                rival,
+                options,
+                nmi=False,
             )
             probe = _probe(levels[-1], fine, first, options, seed)
             metric, rival_metric = probe.mi(first), metric
@@ -195,10 +219,10 @@ def register(
 
     disagreement_mm: float | None = None
     if options.second_opinion:
-        n = len(SECOND_OPINION_LEVELS)
+        n = SOLVE_FROM + len(SECOND_OPINION_LEVELS)
         second, _ = _solve(
-            prepared.levels[:n],
-            levels[:n],
+            prepared.itk_levels[SOLVE_FROM:n],
+            levels[SOLVE_FROM:n],
             SECOND_OPINION_LEVELS,
             seed + 7919,
             _perturbed(first, probe.center),
@@ -274,7 +298,7 @@ def _perturbed(estimate: RigidTransformLps, center: FloatArray) -> RigidTransfor
 
 
 def _solve(
-    planning: tuple[sitk.Image, ...],
+    planning: tuple[Any, ...],
     daily: tuple[DailyLevel, ...],
     schedule: tuple[Level, ...],
     seed: int,
@@ -298,7 +322,7 @@ def _solve(
             center = center + np.array([10.0, -10.0, 10.0])
         outcome = run_level(
             to_itk(fixed),
-            to_itk(moving),
+            moving,
             to_itk(mask, np.uint8),
             center_lps_mm=center,
             iterations=level.iterations,
