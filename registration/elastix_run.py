@@ -188,3 +188,12 @@ def euler_parameters_to_matrix(
 def _short(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return text[-1][:200] if text else type(exc).__name__
+
+
+def itk_load_count() -> int:
+    """How many times this process has loaded itk and elastix (it is cached: 0, then 1).
+
+    Callers that promise "the load is paid once" (the batch command line, warm workers) read it
+    before and after a registration to show that the registration did not pay it.
+    """
+    return _itk.cache_info().misses

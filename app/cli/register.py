@@ -1,7 +1,10 @@
 """``mvct-guide register`` and ``mvct-guide simulate``: the core from the command line.
 
 Exit status: 0 success, 2 bad input (message on stderr, no traceback), 3 result not trusted
-(the result is still printed).
+(the result is still printed). With several MVCTs (``--mvct`` repeated, a folder of MVCT
+series, a CSV of fractions; see :mod:`app.cli.batch`) every MVCT is registered in the one
+process (ITK loaded once, the planning CT prepared once) and the exit status is the worst of
+the per-MVCT statuses, ordered 0 < 3 < 2.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from app.cli import EXIT_BAD_INPUT, EXIT_NOT_TRUSTED, EXIT_OK
+from app.cli import EXIT_BAD_INPUT, EXIT_OK
 
 
 def add_commands(sub: Any) -> None:
@@ -31,7 +34,14 @@ def add_commands(sub: Any) -> None:
         help="planning CT: folder, .zip, "
         "DICOM file, or .mha/.nrrd/.nii(.gz) with --patient-position",
     )
-    reg.add_argument("--mvct", required=True, type=Path, help="daily MVCT, same forms")
+    reg.add_argument(
+        "--mvct",
+        required=True,
+        type=Path,
+        action="append",
+        help="daily MVCT, same forms; repeat it, or give a folder/.zip of several MVCT series "
+        "or a .csv of fractions (column 'mvct', optional 'mvct_series') to register many",
+    )
     reg.add_argument("--planning-series", metavar="UID", help="SeriesInstanceUID to use")
     reg.add_argument("--mvct-series", metavar="UID", help="SeriesInstanceUID to use")
     reg.add_argument(
@@ -55,7 +65,14 @@ def add_commands(sub: Any) -> None:
     reg.add_argument(
         "--roi-radius-mm", type=float, help="match only within this radius of the isocentre"
     )
-    reg.add_argument("--json", action="store_true", help="print exactly one JSON object")
+    reg.add_argument(
+        "--json", action="store_true", help="print one JSON object per MVCT, one per line"
+    )
+    reg.add_argument(
+        "--verbose",
+        action="store_true",
+        help="progress lines on stderr even when it is not a terminal",
+    )
     reg.set_defaults(handler=run_register)
 
     sim = sub.add_parser(
@@ -90,29 +107,54 @@ def add_commands(sub: Any) -> None:
 
 
 def run_register(args: argparse.Namespace) -> int:
+    from app.cli.batch import load_engine, register_sources, worst_status
+    from app.cli.progress import progress_for
     from registration.errors import RegistrationError
+    from registration.rigid import prepare_planning
 
     try:
-        result = _register(args)
+        options, planning, sources = _inputs(args)
     except (RegistrationError, ValueError, OSError) as exc:
         print(f"mvct-guide register: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    if args.json:
-        print(json.dumps(result.to_dict(), indent=2))
-    else:
-        print(format_result(result))
-    return EXIT_OK if result.trusted else EXIT_NOT_TRUSTED
+    statuses = []
+    with progress_for(args.verbose) as progress:
+        load_engine(progress)
+        with progress.step("preparing the planning CT (once)"):
+            prepared = prepare_planning(planning)
+            _ = prepared.itk_levels
+        outcomes = register_sources(
+            prepared,
+            sources,
+            options,
+            progress,
+            read=lambda s: _read(s.path, args.patient_position, s.series_uid),
+        )
+        for outcome in outcomes:
+            statuses.append(outcome.exit_status)
+            if args.json:
+                print(json.dumps(outcome.to_dict()), flush=True)
+            elif outcome.result is None:
+                print(
+                    f"mvct-guide register: {outcome.source.label}: {outcome.error}", file=sys.stderr
+                )
+            else:
+                if len(sources) > 1:
+                    print(f"== MVCT {len(statuses)}/{len(sources)}: {outcome.source.label}")
+                print(format_result(outcome.result), flush=True)
+    return worst_status(statuses)
 
 
-def _register(args: argparse.Namespace) -> Any:
+def _inputs(args: argparse.Namespace) -> tuple[Any, Any, Any]:
+    """Options, the planning CT (read) and the MVCT sources (not read yet); raise on bad input."""
+    from app.cli.batch import expand_mvct_sources
     from registration.couch import Dof
-    from registration.dicom_series import read_volume
     from registration.geometry import LpsPoint
     from registration.result import Mode, RegistrationOptions, SphereRoi
-    from registration.rigid import register
 
     _require_exists(args.planning, "planning CT")
-    _require_exists(args.mvct, "MVCT")
+    for mvct in args.mvct:
+        _require_exists(mvct, "MVCT")
     isocenter = LpsPoint.parse(args.isocenter) if args.isocenter else None
     roi = None
     if args.roi_radius_mm is not None:
@@ -121,12 +163,22 @@ def _register(args: argparse.Namespace) -> Any:
         if args.roi_radius_mm <= 0:
             raise ValueError(f"--roi-radius-mm must be positive, not {args.roi_radius_mm}")
         roi = SphereRoi(isocenter, args.roi_radius_mm)
-    planning = read_volume(args.planning, args.patient_position, args.planning_series)
-    daily = read_volume(args.mvct, args.patient_position, args.mvct_series)
+    planning = _read(args.planning, args.patient_position, args.planning_series)
+    sources = expand_mvct_sources(
+        args.mvct, args.mvct_series, skip_series=planning.series_instance_uid
+    )
+    if not sources:
+        raise ValueError(f"no CT series found in {', '.join(map(str, args.mvct))}")
     options = RegistrationOptions(
         isocenter=isocenter, dof=Dof(args.dof), mode=Mode(args.mode), roi=roi
     )
-    return register(planning, daily, options)
+    return options, planning, sources
+
+
+def _read(path: Path, patient_position: str | None, series_uid: str | None) -> Any:
+    from registration.dicom_series import read_volume
+
+    return read_volume(path, patient_position, series_uid)
 
 
 def format_result(result: Any) -> str:
