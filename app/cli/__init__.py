@@ -17,6 +17,7 @@ EXIT_NOT_TRUSTED = 3
 def build_parser() -> argparse.ArgumentParser:
     from app.cli import register as cli_register
     from app.cli import report as cli_report
+    from app.cli import retro as cli_retro
     from app.cli import service as cli_service
 
     parser = argparse.ArgumentParser(
@@ -28,6 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
     cli_register.add_commands(sub)
     cli_service.add_commands(sub)
     cli_report.add_commands(sub)
+    cli_retro.add_commands(sub)
     return parser
 
 
