@@ -1,4 +1,10 @@
-"""``/healthz`` (the process answers) and ``/readyz`` (database reachable, workers warm)."""
+"""``/healthz`` (the process answers) and ``/readyz`` (database reachable, a worker can take a job).
+
+Embedded mode: ready while the database answers and at least one registration worker process is
+alive and warm (ITK loaded); ``workers_warm`` counts those. A worker that dies is replaced in the
+background (:mod:`app.jobs.pool`) while the others serve; with one worker configured the service
+is not ready until its replacement has warmed up.
+"""
 
 from __future__ import annotations
 
@@ -32,11 +38,11 @@ def healthz() -> Health:
 @router.get("/readyz", response_model=Readiness, responses={503: {"model": Readiness}})
 async def readyz(ctx: ContextDep, response: Response) -> Readiness:
     database = await run_in_threadpool(_database_state, ctx)
-    warm = 0 if ctx.pool is None else sum(1 for slot in ctx.pool.slots if slot.warm)
+    warm = 0 if ctx.pool is None else ctx.pool.warm_alive()
     embedded = ctx.settings.start_workers and ctx.settings.queue == "embedded"
     configured = ctx.settings.workers if embedded else 0
     if ctx.settings.queue == "embedded":
-        ready = database == "ok" and ctx.pool is not None and ctx.pool.is_warm()
+        ready = database == "ok" and ctx.pool is not None and ctx.pool.can_take_job()
     else:  # registrations run in `mvct-guide worker` processes elsewhere: a replica needs its DB
         ready = database == "ok"
     if not ready:

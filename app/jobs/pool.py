@@ -3,7 +3,15 @@
 Each slot is a one-process ``ProcessPoolExecutor`` (spawned, never forked from the threaded web
 process) that imports the engine when it starts. The pool knows which prepared planning images
 each worker holds, so a job goes to a free worker that already has its planning CT when there is
-one. A slot runs one task at a time; a slot whose process died is restarted before its next task.
+one. A slot runs one task at a time.
+
+A watchdog thread checks the slots every :data:`WATCH_S` seconds: a free slot whose process died
+(killed, out of memory) is restarted in the background, so the other workers keep serving and
+the replacement warms up (loads ITK, ~20-40 s here) before a job needs it. The service is ready
+(:meth:`WorkerPool.can_take_job`, ``/readyz``) while at least one warm worker process is alive.
+
+A new course's planning CT is prepared in a free warm worker (:meth:`WorkerPool.prepare_planning`)
+so that the course's first fraction finds it cached there like every later fraction.
 """
 
 from __future__ import annotations
@@ -15,9 +23,11 @@ from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor
 
 from app.jobs import task as worker
-from app.jobs.task import RegistrationTask, TaskOutcome
+from app.jobs.task import PreparePlanningTask, RegistrationTask, TaskOutcome
 
 log = logging.getLogger(__name__)
+#: How often the watchdog looks for dead worker processes, seconds.
+WATCH_S = 0.5
 
 
 class WorkerSlot:
@@ -56,6 +66,15 @@ class WorkerSlot:
     def pid(self) -> int | None:
         return self.warm_future.result() if self.warm else None  # type: ignore[union-attr]
 
+    @property
+    def alive(self) -> bool:
+        """The slot's process exists and its executor is usable (False after a crash)."""
+        executor = self.executor
+        if executor is None or self.broken or getattr(executor, "_broken", False):
+            return False
+        processes = getattr(executor, "_processes", None) or {}
+        return all(process.is_alive() for process in processes.values())
+
 
 class WorkerPool:
     """``workers`` warm processes; :meth:`try_submit` gives each process one task at a time."""
@@ -65,6 +84,8 @@ class WorkerPool:
         self._lock = threading.Lock()
         self._listeners: list[Callable[[], None]] = []
         self.started = False
+        self._stop = threading.Event()
+        self._watchdog: threading.Thread | None = None
 
     def start(self) -> None:
         with self._lock:
@@ -73,6 +94,42 @@ class WorkerPool:
             for slot in self.slots:
                 slot.start()
             self.started = True
+            self._stop.clear()
+            self._watchdog = threading.Thread(
+                target=self._watch, name="mvct-guide-worker-watchdog", daemon=True
+            )
+            self._watchdog.start()
+
+    def _watch(self) -> None:
+        while not self._stop.wait(WATCH_S):
+            try:
+                self.replace_dead_workers()
+            except RuntimeError as exc:  # no new processes once the interpreter is exiting
+                if "interpreter shutdown" in str(exc):
+                    return
+                log.exception("could not restart a registration worker; trying again")
+
+    def replace_dead_workers(self) -> int:
+        """Restart every free slot whose process died; how many were restarted."""
+        restarted = 0
+        with self._lock:
+            if not self.started:
+                return 0
+            for slot in self.slots:
+                if not slot.busy and slot.executor is not None and not slot.alive:
+                    slot.restart()
+                    restarted += 1
+        return restarted
+
+    def can_take_job(self) -> bool:
+        """Ready: at least one worker process is alive and warm (has loaded ITK)."""
+        with self._lock:
+            return self.started and any(s.warm and s.alive for s in self.slots)
+
+    def warm_alive(self) -> int:
+        """How many worker processes are alive and warm."""
+        with self._lock:
+            return sum(1 for s in self.slots if s.warm and s.alive) if self.started else 0
 
     def is_warm(self) -> bool:
         return self.started and all(slot.warm for slot in self.slots)
@@ -128,6 +185,31 @@ class WorkerPool:
         future.add_done_callback(lambda f, s=slot: self._on_done(s, f))  # type: ignore[misc]
         return future
 
+    def prepare_planning(
+        self, planning_sha256: str, planning_files: tuple[str, ...]
+    ) -> Future[TaskOutcome] | None:
+        """Prepare a planning CT in a free warm worker (None: none free, or it is cached)."""
+        with self._lock:
+            if not self.started:
+                return None
+            if any(planning_sha256 in s.cached_plannings for s in self.slots):
+                return None
+            free = [s for s in self.slots if not s.busy and s.warm and s.alive]
+            if not free:
+                return None
+            slot = min(free, key=lambda s: len(s.cached_plannings))
+            slot.busy = True
+            assert slot.executor is not None
+            task = PreparePlanningTask(planning_sha256, planning_files)
+            try:
+                future = slot.executor.submit(worker.prepare, task)
+            except RuntimeError:  # the executor broke meanwhile: the watchdog restarts it
+                slot.busy = False
+                slot.broken = True
+                return None
+        future.add_done_callback(lambda f, s=slot: self._on_done(s, f))  # type: ignore[misc]
+        return future
+
     def _on_done(self, slot: WorkerSlot, future: Future[TaskOutcome]) -> None:
         with self._lock:
             slot.busy = False
@@ -142,6 +224,10 @@ class WorkerPool:
             callback()
 
     def shutdown(self) -> None:
+        self._stop.set()
+        if self._watchdog is not None:
+            self._watchdog.join(5 * WATCH_S)
+            self._watchdog = None
         with self._lock:
             for slot in self.slots:
                 if slot.executor is not None:

@@ -66,27 +66,58 @@ def warm_up() -> int:
     return os.getpid()
 
 
+@dataclass(frozen=True)
+class PreparePlanningTask:
+    """Prepare a course's planning CT before its first fraction (at course creation)."""
+
+    planning_sha256: str
+    planning_files: tuple[str, ...]
+
+
+def prepare(task: PreparePlanningTask) -> TaskOutcome:
+    """Read and prepare the planning CT (its ITK levels included) into this worker's cache.
+
+    Exactly what the first fraction of a course would otherwise do before registering, so that
+    fraction finds a cache hit. A planning CT already cached is only marked recently used.
+    """
+    started = time.perf_counter()
+    try:
+        hit = _prepared_planning(task.planning_sha256, task.planning_files)[1]
+    except Exception as exc:  # reported, never crashes the worker; the fraction will say why
+        detail = "".join(traceback.format_exception_only(type(exc), exc)).strip()
+        return _outcome("error", False, started, message=detail)
+    return _outcome("ok", hit, started)
+
+
+def _prepared_planning(sha256: str, files: tuple[str, ...]) -> tuple[Any, bool]:
+    """The cached prepared planning CT for ``sha256`` (read and prepared on a miss); hit?"""
+    from registration.dicom_series import read_ct_series
+    from registration.rigid import prepare_planning
+
+    prepared = _prepared.get(sha256)
+    if prepared is not None:
+        _prepared.move_to_end(sha256)
+        return prepared, True
+    prepared = prepare_planning(read_ct_series([_existing(p) for p in files]))
+    _ = prepared.itk_levels  # the ITK conversion, paid here rather than by the registration
+    _prepared[sha256] = prepared
+    while len(_prepared) > _cache_size:
+        _prepared.popitem(last=False)
+    return prepared, False
+
+
 def run_registration(task: RegistrationTask) -> TaskOutcome:
     from registration.couch import Dof
     from registration.dicom_series import read_ct_series
     from registration.errors import InputError, RegistrationFailedError
     from registration.geometry import LpsPoint
     from registration.result import Mode, RegistrationOptions
-    from registration.rigid import prepare_planning, register
+    from registration.rigid import register
 
     started = time.perf_counter()
     hit = False
     try:
-        prepared = _prepared.get(task.planning_sha256)
-        if prepared is not None:
-            _prepared.move_to_end(task.planning_sha256)
-            hit = True
-        else:
-            planning = read_ct_series([_existing(p) for p in task.planning_files])
-            prepared = prepare_planning(planning)
-            _prepared[task.planning_sha256] = prepared
-            while len(_prepared) > _cache_size:
-                _prepared.popitem(last=False)
+        prepared, hit = _prepared_planning(task.planning_sha256, task.planning_files)
         daily = read_ct_series([_existing(p) for p in task.mvct_files])
         iso = task.isocenter_lps_mm
         options = RegistrationOptions(

@@ -73,11 +73,21 @@ def create_course(ctx: ServiceContext, request: CourseRequest, actor: str) -> Co
                 if not created:
                     return _same_or_conflict(course, settings)
                 session.commit()
+                prepare_planning_in_background(ctx, parsed.content_sha256)
                 return CourseCreated(course.id, created=True)
         except BaseException:
             with ctx.sessions() as session:
                 series_ops.remove_unreferenced(ctx.store, session, placed)
             raise
+
+
+def prepare_planning_in_background(ctx: ServiceContext, planning_sha256: str) -> None:
+    """Have a free warm worker prepare the new course's planning CT now (embedded mode), so the
+    first fraction is as fast as the others; when none is free the first fraction prepares it."""
+    if ctx.pool is None or ctx.settings.queue != "embedded":
+        return
+    files = tuple(str(p) for p in ctx.store.series_files(planning_sha256))
+    ctx.pool.prepare_planning(planning_sha256, files)
 
 
 def place_course(
