@@ -9,7 +9,11 @@ registration workers) and drives it over HTTP like a console:
   again); median and p95 over ``--latency-fractions`` posts each, with the engine's own
   registration seconds for comparison;
 * **throughput**: ``--throughput-fractions`` posted by ``--concurrency`` consoles at once;
-  fractions per minute = count / wall time.
+  fractions per minute = count / wall time;
+* **first fraction of a new course**, side by side: a course created beforehand (POST
+  /api/v1/courses; a warm worker prepares its planning CT in the background, given
+  ``--prepare-wait-s`` as a planning day gives it) against a planning CT sent with its first
+  fraction (prepared on the spot); each is a new planning CT (the sample written with new UIDs).
 
 MVCTs are simulated from the sample planning CT (``registration.simulate``) with random motions
 (±5 mm, ±2°), so every post is a new fraction. Target: median ≤ 2 s on 2 cores.
@@ -46,12 +50,14 @@ def main() -> int:
     parser.add_argument("--throughput-fractions", type=int, default=16)
     parser.add_argument("--concurrency", type=int, default=4)
     parser.add_argument("--seed", type=int, default=3)
+    parser.add_argument("--prepare-wait-s", type=float, default=20.0)
     args = parser.parse_args()
-    n_mvct = 2 * args.latency_fractions + args.throughput_fractions
+    n_mvct = 2 * args.latency_fractions + args.throughput_fractions + 2
     with tempfile.TemporaryDirectory(prefix="mvct-guide-bench-") as folder:
         work = Path(folder)
         print(f"simulating {n_mvct} MVCTs of the sample planning CT …", flush=True)
         patient_id, isocenter, mvcts = make_mvcts(work / "mvct", n_mvct, args.seed)
+        new_plannings = [copy_planning(work / f"planning-{name}") for name in ("course", "sent")]
         key = make_key(work / "data")
         with Server(work / "data", args.workers, work / "server.log") as server:
             started = time.perf_counter()
@@ -74,8 +80,52 @@ def main() -> int:
             with ThreadPoolExecutor(args.concurrency) as pool:
                 done = list(pool.map(lambda m: client.timed(m, course_id=course_id), batch))
             wall_s = time.perf_counter() - started
+            firsts = first_fractions(
+                client, args, queue[args.throughput_fractions :], new_plannings
+            )
         report(args, warm_s, first, by_course, by_files, done, wall_s)
+        report_firsts(firsts, [r[0] for r in by_course])
     return 0
+
+
+def first_fractions(
+    client: Console, args: argparse.Namespace, mvcts: list[Path], plannings: list[Path]
+) -> list[tuple[str, float, float]]:
+    """(label, POST seconds, engine seconds) of each way a course's first fraction can come."""
+    course = client.create_course(plannings[0])
+    time.sleep(args.prepare_wait_s)  # the planning day: the course exists before treatment
+    prepared = client.timed(mvcts[0], course_id=course)
+    on_the_spot = client.timed(mvcts[1], planning=plannings[1])
+    return [
+        ("course created beforehand (prepared in background)", *prepared),
+        ("planning CT sent with it (prepared on the spot)", *on_the_spot),
+    ]
+
+
+def copy_planning(folder: Path) -> Path:
+    """The sample planning CT written again with new UIDs: a planning CT no worker has seen."""
+    from registration.dicom_series import read_ct_series
+    from registration.dicom_write import write_ct_series
+
+    planning = read_ct_series(SAMPLES / "planning")
+    write_ct_series(
+        planning.image,
+        folder,
+        patient_position=planning.patient_position,
+        patient_id=planning.patient_id,
+    )
+    return folder
+
+
+def report_firsts(firsts: list[tuple[str, float, float]], later: list[float]) -> None:
+    print()
+    title = "first fraction of a new course"
+    header = f"{title:<52}{'POST s':>8}{'engine s':>10}"
+    print(header)
+    print("-" * len(header))
+    for label, post_s, engine_s in firsts:
+        print(f"{label:<52}{post_s:>8.2f}{engine_s:>10.2f}")
+    print(f"{'later fractions (median, course_id)':<52}{statistics.median(later):>8.2f}")
 
 
 class Console:
@@ -96,6 +146,13 @@ class Console:
             raise SystemExit(f"POST failed ({response.status_code}): {response.text}")
         body: dict[str, Any] = response.json()
         return body
+
+    def create_course(self, planning: Path) -> int:
+        data = {"patient_id": self.patient_id, "isocenter": self.isocenter}
+        response = self.http.post("/api/v1/courses", data=data, files=_files("planning", planning))
+        if response.status_code != 201:
+            raise SystemExit(f"POST /courses failed ({response.status_code}): {response.text}")
+        return int(response.json()["id"])
 
     def timed(self, mvct: Path, **fields: Any) -> tuple[float, float]:
         """(seconds of the POST, seconds the engine spent registering)."""
@@ -224,7 +281,7 @@ def report(
     print(
         f"mvct-guide service benchmark — {os.cpu_count()} CPU cores, {args.workers} workers, SQLite"
     )
-    print(f"start-up until /readyz (workers warm): {warm_s:.1f} s")
+    print(f"start-up until /readyz (a warm worker can take a job): {warm_s:.1f} s")
     print(
         "first fraction (planning CT stored and prepared): "
         f"engine {first['quality']['seconds']:.2f} s"

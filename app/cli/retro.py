@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import csv
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -73,6 +74,7 @@ def run_retro(args: argparse.Namespace) -> int:
     from app.cli.archive import scan_archive
     from app.cli.batch import load_engine
     from app.cli.progress import progress_for
+    from registration.elastix_run import itk_load_count
     from registration.errors import RegistrationError
 
     try:
@@ -106,13 +108,20 @@ def run_retro(args: argparse.Namespace) -> int:
         load_engine(progress)
         done = 0
         for course in scan.courses:
+            started, loads = time.perf_counter(), itk_load_count()
             for row, label, status in _course_rows(args, course, progress):
                 done += 1
                 writer.writerow(row)
                 handle.flush()
                 progress.registered(
-                    done, total, label, seconds=0.0, itk_loaded_here=False, status=status
+                    done,
+                    total,
+                    label,
+                    seconds=time.perf_counter() - started,
+                    itk_loaded_here=itk_load_count() > loads,
+                    status=status,
                 )
+                started, loads = time.perf_counter(), itk_load_count()
     return EXIT_OK
 
 
