@@ -9,6 +9,7 @@ from fastapi import APIRouter, Form, Path, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, JSONResponse, Response
 
+from app import anatomy
 from app.api.deps import ContextDep
 from app.api.fractions import MAX_ID
 from app.api.signoff_schemas import MAX_ANGLE_DEG, MAX_SHIFT_MM, signoff_public
@@ -156,3 +157,33 @@ async def review_sign(
         raise WebRefusalError(exc.status_code, exc.detail) from None
     body = signoff_public(signed.signoff, signed.signer).model_dump(mode="json")
     return JSONResponse({"signoff": body}, status_code=201, headers=SECURITY_HEADERS)
+
+
+@router.post("/review/{fraction_id}/anatomy-acknowledgement")
+async def review_anatomy_acknowledgement(
+    fraction_id: FractionId,
+    ctx: ContextDep,
+    settings: WebSettingsDep,
+    viewer: DataViewer,
+    csrf_token: Annotated[str, Form(max_length=1000)] = "",
+    note: Annotated[str, Form(max_length=2000)] = "",
+) -> Response:
+    """A physician acknowledges the anatomy-change alert with a note; back to the page."""
+    if not sessions.csrf_valid(viewer, csrf_token, settings.max_age_seconds):
+        raise WebRefusalError(403, "the form has expired (CSRF check failed): reload the page")
+    if not can_sign(viewer) or viewer.user is None:
+        raise WebRefusalError(403, "only a physician can acknowledge an anatomy-change alert")
+    user = viewer.user
+
+    def run() -> None:
+        with ctx.writer() as db:
+            anatomy.acknowledge_anatomy(db, fraction_id, user, note, f"web:{user.username}")
+
+    try:
+        await run_in_threadpool(run)
+    except ServiceError as exc:
+        raise WebRefusalError(exc.status_code, exc.detail) from None
+    return Response(
+        status_code=303,
+        headers={"Location": f"/review/{fraction_id}#anatomy", **SECURITY_HEADERS},
+    )

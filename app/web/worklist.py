@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from app import anatomy, daily_qa
 from app.db import signoff_repo
 from app.db.models import Fraction, JobStatus
 from app.db.models_signoff import Decision, Signoff
@@ -37,6 +38,10 @@ class Row:
     trusted: bool | None
     warnings: tuple[str, ...] = field(default_factory=tuple)
     signed_by: str = ""
+    anatomy_alert: bool = False  #: "anatomy changed: consider re-planning"
+    anatomy_acknowledged: bool = False
+    anatomy_messages: tuple[str, ...] = ()
+    qa_verdict: str | None = None  #: a QA phantom scan's verdict (None: a patient fraction)
 
 
 def day_bounds(day: date) -> tuple[datetime, datetime]:
@@ -62,7 +67,7 @@ def fractions_of_day(db: Session, day: date) -> Sequence[Fraction]:
 def rows_of_day(db: Session, store: ImageStore, day: date) -> list[Row]:
     fractions = fractions_of_day(db, day)
     signed = signoff_repo.latest_signoffs(db, [f.id for f in fractions])
-    rows = [_row(f, signed.get(f.id), store) for f in fractions]
+    rows = [_with_alerts(db, _row(f, signed.get(f.id), store), f) for f in fractions]
     return sorted(rows, key=lambda r: (r.machine, r.patient_id, r.fraction_number, r.fraction_id))
 
 
@@ -91,6 +96,21 @@ def _row(fraction: Fraction, signoff: Signoff | None, store: ImageStore) -> Row:
         trusted=None if result is None else result.trusted,
         warnings=() if result is None else result.engine_result.warnings,
         signed_by="" if signoff is None else signoff.printed_name,
+    )
+
+
+def _with_alerts(db: Session, row: Row, fraction: Fraction) -> Row:
+    qa = daily_qa.fraction_qa(db, fraction)
+    if qa is not None:
+        return replace(row, qa_verdict=qa.verdict)
+    entry = anatomy.fraction_anatomy(db, fraction)
+    if entry is None or not entry.alert.alert:
+        return row
+    return replace(
+        row,
+        anatomy_alert=True,
+        anatomy_acknowledged=entry.acknowledged is not None,
+        anatomy_messages=entry.alert.messages,
     )
 
 
