@@ -10,21 +10,23 @@ from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.orm import Session
 
-from app import anatomy, daily_qa, qa_export
-from app.api.deps import Configurer, Principal, Reader, SessionDep, require_role
-from app.api.fractions import MAX_ID, NO_CONTROL_CHARS
-from app.api.schemas_common import ERROR_RESPONSES
+from app.api.deps import Configurer, Principal, Reader, SessionDep, require
+from app.api.fractions import NO_CONTROL_CHARS
 from app.db import repository as repo
-from app.db.models import Role, User
+from app.db.models import User
+from app.deps import MAX_ID
 from app.errors import NotFoundError, UnprocessableError
+from app.permissions import Action
+from app.schemas.common import ERROR_RESPONSES
+from app.services import anatomy, daily_qa, qa_export
 from registration.couch import CouchCorrection
 
 router = APIRouter(prefix="/api/v1", tags=["anatomy and QA"], responses=ERROR_RESPONSES)
 Id = Annotated[int, Path(ge=1, le=MAX_ID)]
 MachineName = Annotated[str, Path(min_length=1, max_length=64, pattern=NO_CONTROL_CHARS)]
-Physician = Annotated[Principal, Depends(require_role(Role.PHYSICIAN))]
-Physicist = Annotated[Principal, Depends(require_role(Role.PHYSICIST))]
-QaOperator = Annotated[Principal, Depends(require_role(Role.THERAPIST, Role.PHYSICIST))]
+Physician = Annotated[Principal, Depends(require(Action.ACKNOWLEDGE_ANATOMY))]
+Physicist = Annotated[Principal, Depends(require(Action.MANAGE_QA))]
+QaOperator = Annotated[Principal, Depends(require(Action.ENTER_QA_OFFSET))]
 
 
 class AnatomySettingsIn(BaseModel):

@@ -7,11 +7,11 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from app.anatomy import ALERT_WARNING, AnatomyEntry
-from app.api.schemas_common import CouchCorrectionOut
-from app.api.signoff_schemas import SignoffPublic
-from app.daily_qa import QaDay
 from app.db.models import Fraction
+from app.schemas.common import CouchCorrectionOut
+from app.schemas.signoff import SignoffPublic
+from app.services.anatomy import ALERT_WARNING, AnatomyEntry
+from app.services.daily_qa import QaDay
 
 FractionStatus = Literal["queued", "running", "done", "failed"]
 

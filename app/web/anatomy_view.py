@@ -7,8 +7,14 @@ from dataclasses import dataclass
 
 from sqlalchemy.orm import Session
 
-from app.anatomy import ALERT_WARNING, AnatomyEntry, course_anatomy, course_settings, figures_note
 from app.db.models import Fraction
+from app.services.anatomy import (
+    ALERT_WARNING,
+    AnatomyEntry,
+    course_anatomy,
+    course_settings,
+    figures_note,
+)
 from app.web.line_plot import Level, Sample, line_svg
 
 

@@ -11,7 +11,7 @@ from app.db import repository as repo
 from app.db import signoff_repo
 from app.db.models import Fraction
 from app.db.models_signoff import Decision, Signoff
-from app.signoff import LARGE_SHIFT_MM
+from app.services.signoff import LARGE_SHIFT_MM
 from app.storage import ImageStore
 from app.web.anatomy_view import anatomy_view
 from app.web.plot import Point, translations_svg

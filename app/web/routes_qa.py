@@ -13,12 +13,11 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 from sqlalchemy.orm import Session
 
-from app import daily_qa, qa_export
-from app.api.deps import ContextDep
-from app.api.fractions import MAX_ID, NO_CONTROL_CHARS
 from app.context import ServiceContext
-from app.db.models import Role
+from app.deps import MAX_ID, ContextDep
 from app.errors import ServiceError
+from app.permissions import Action, may, roles_for
+from app.services import daily_qa, qa_export
 from app.web import sessions
 from app.web.deps import (
     SECURITY_HEADERS,
@@ -34,7 +33,7 @@ from app.web.sessions import Viewer
 from registration.couch import CouchCorrection
 
 router = APIRouter(include_in_schema=False)
-Machine = Annotated[str, Path(min_length=1, max_length=64, pattern=NO_CONTROL_CHARS)]
+Machine = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[^\x00-\x1f\x7f]*$")]
 FractionId = Annotated[int, Path(ge=1, le=MAX_ID)]
 DAYS_SHOWN = 30
 
@@ -105,17 +104,17 @@ async def qa_page(
     context.update(
         viewer=viewer.user,
         csrf_token=sessions.csrf_token(viewer),
-        is_physicist=viewer.role is Role.PHYSICIST,
-        can_enter_offset=viewer.role in (Role.PHYSICIST, Role.THERAPIST),
+        is_physicist=may(viewer.role, Action.MANAGE_QA),
+        can_enter_offset=may(viewer.role, Action.ENTER_QA_OFFSET),
     )
     return page(request, "qa.html", context)
 
 
-def _check_form(viewer: Viewer, token: str, max_age_s: float, roles: tuple[Role, ...]) -> None:
+def _check_form(viewer: Viewer, token: str, max_age_s: float, action: Action) -> None:
     if not sessions.csrf_valid(viewer, token, max_age_s):
         raise WebRefusalError(403, "the form has expired (CSRF check failed): reload the page")
-    if viewer.role not in roles or viewer.user is None:
-        names = " or ".join(r.value for r in roles)
+    if not may(viewer.role, action) or viewer.user is None:
+        names = " or ".join(r.value for r in roles_for(action))
         raise WebRefusalError(403, f"only a {names} can do this (you are {viewer.role})")
 
 
@@ -150,7 +149,7 @@ async def qa_enter_offset(
     yaw_deg: Annotated[str, Form(max_length=32)] = "",
 ) -> Response:
     """The couch offset APPLIED to the phantom for this scan (IEC mm and degrees)."""
-    _check_form(viewer, csrf_token, settings.max_age_seconds, (Role.PHYSICIST, Role.THERAPIST))
+    _check_form(viewer, csrf_token, settings.max_age_seconds, Action.ENTER_QA_OFFSET)
     texts = (lateral_mm, longitudinal_mm, vertical_mm, pitch_deg, roll_deg, yaw_deg)
     limits = (daily_qa.MAX_OFFSET_MM,) * 3 + (daily_qa.MAX_OFFSET_DEG,) * 3
     values = [
@@ -173,7 +172,7 @@ async def qa_acknowledge(
     csrf_token: Annotated[str, Form(max_length=1000)] = "",
     note: Annotated[str, Form(max_length=2000)] = "",
 ) -> Response:
-    _check_form(viewer, csrf_token, settings.max_age_seconds, (Role.PHYSICIST,))
+    _check_form(viewer, csrf_token, settings.max_age_seconds, Action.MANAGE_QA)
     user = viewer.user
     assert user is not None
     actor = f"web:{user.username}"
@@ -189,7 +188,7 @@ async def qa_export_file(
     month: Annotated[str, Query(pattern=r"^\d{4}-\d{2}$")],
     format: Annotated[str, Query(pattern=r"^(csv|pdf)$")] = "csv",
 ) -> Response:
-    if viewer.role is not Role.PHYSICIST:
+    if not may(viewer.role, Action.MANAGE_QA):
         raise WebRefusalError(403, "the monthly QA export is for physicists")
     document = await _call(ctx, lambda db: qa_export.monthly(db, machine, month, format))
     return Response(

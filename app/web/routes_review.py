@@ -9,14 +9,14 @@ from fastapi import APIRouter, Form, Path, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, JSONResponse, Response
 
-from app import anatomy
-from app.api.deps import ContextDep
-from app.api.fractions import MAX_ID
-from app.api.signoff_schemas import MAX_ANGLE_DEG, MAX_SHIFT_MM, signoff_public
 from app.context import ServiceContext
 from app.db import repository as repo
+from app.deps import MAX_ID, ContextDep
 from app.errors import NotFoundError, ServiceError
-from app.signoff import SignRequest, sign
+from app.permissions import Action, may
+from app.schemas.signoff import MAX_ANGLE_DEG, MAX_SHIFT_MM, signoff_public
+from app.services import anatomy
+from app.services.signoff import SignRequest, sign
 from app.web import sessions
 from app.web.deps import (
     SECURITY_HEADERS,
@@ -171,7 +171,7 @@ async def review_anatomy_acknowledgement(
     """A physician acknowledges the anatomy-change alert with a note; back to the page."""
     if not sessions.csrf_valid(viewer, csrf_token, settings.max_age_seconds):
         raise WebRefusalError(403, "the form has expired (CSRF check failed): reload the page")
-    if not can_sign(viewer) or viewer.user is None:
+    if not may(viewer.role, Action.ACKNOWLEDGE_ANATOMY) or viewer.user is None:
         raise WebRefusalError(403, "only a physician can acknowledge an anatomy-change alert")
     user = viewer.user
 

@@ -16,10 +16,10 @@ import service_fixtures as sf
 from service_fixtures import TestClient
 from sqlalchemy import update
 
-from app.anatomy import ALERT_WARNING
-from app.daily_qa import unacknowledged_failures
 from app.db.models import Job, JobStatus, RegistrationResult, Role
 from app.db.models_anatomy import FractionFigures
+from app.services.anatomy import ALERT_WARNING
+from app.services.daily_qa import unacknowledged_failures
 from registration.anatomy import measure_anatomy
 from registration.couch import (
     CouchCorrection,

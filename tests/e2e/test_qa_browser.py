@@ -26,10 +26,10 @@ import review_data
 import service_fixtures as sf
 from e2e_support import PASSWORD, LiveServer, free_port, sign_in
 
-from app.accounts import add_user
 from app.db.models import Role
 from app.db.models_anatomy import FractionFigures
 from app.main import create_app
+from app.services.accounts import add_user
 from registration.couch import CouchCorrection, correction_as_planning_to_daily
 from registration.dicom_write import write_ct_series
 from registration.frames import PatientPosition

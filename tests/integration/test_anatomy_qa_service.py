@@ -25,10 +25,10 @@ import pytest
 import service_fixtures as sf
 from service_fixtures import TestClient
 
-from app.anatomy import ALERT_WARNING
-from app.daily_qa import unacknowledged_failures
 from app.db.models import AuditEvent, Role
-from app.pool import WorkerPool
+from app.jobs.pool import WorkerPool
+from app.services.anatomy import ALERT_WARNING
+from app.services.daily_qa import unacknowledged_failures
 from app.web.worklist import rows_of_day, today
 from registration.couch import CouchCorrection, correction_as_planning_to_daily
 from registration.dicom_series import read_ct_series
