@@ -221,6 +221,11 @@ def machine_days(
     return _days(session, qa, since, until)
 
 
+def course_days(session: Session, qa: QaCourse) -> list[QaDay]:
+    """Every scan of the QA course, oldest first, judged."""
+    return _days(session, qa, None, None)
+
+
 def _days(
     session: Session, qa: QaCourse, since: datetime | None, until: datetime | None
 ) -> list[QaDay]:

@@ -67,7 +67,8 @@ def fractions_of_day(db: Session, day: date) -> Sequence[Fraction]:
 def rows_of_day(db: Session, store: ImageStore, day: date) -> list[Row]:
     fractions = fractions_of_day(db, day)
     signed = signoff_repo.latest_signoffs(db, [f.id for f in fractions])
-    rows = [_with_alerts(db, _row(f, signed.get(f.id), store), f) for f in fractions]
+    alerts = _Alerts(db)
+    rows = [alerts.add(_row(f, signed.get(f.id), store), f) for f in fractions]
     return sorted(rows, key=lambda r: (r.machine, r.patient_id, r.fraction_number, r.fraction_id))
 
 
@@ -99,19 +100,36 @@ def _row(fraction: Fraction, signoff: Signoff | None, store: ImageStore) -> Row:
     )
 
 
-def _with_alerts(db: Session, row: Row, fraction: Fraction) -> Row:
-    qa = daily_qa.fraction_qa(db, fraction)
-    if qa is not None:
-        return replace(row, qa_verdict=qa.verdict)
-    entry = anatomy.fraction_anatomy(db, fraction)
-    if entry is None or not entry.alert.alert:
-        return row
-    return replace(
-        row,
-        anatomy_alert=True,
-        anatomy_acknowledged=entry.acknowledged is not None,
-        anatomy_messages=entry.alert.messages,
-    )
+class _Alerts:
+    """The QA verdicts and anatomy alerts of the day's fractions, judged once per course."""
+
+    def __init__(self, db: Session) -> None:
+        self._db = db
+        self._qa: dict[int, dict[int, daily_qa.QaDay] | None] = {}
+        self._anatomy: dict[int, dict[int, anatomy.AnatomyEntry]] = {}
+
+    def add(self, row: Row, fraction: Fraction) -> Row:
+        course_id = fraction.course_id
+        if course_id not in self._qa:
+            qa = daily_qa.qa_course_of(self._db, course_id)
+            days = None if qa is None else daily_qa.course_days(self._db, qa)
+            self._qa[course_id] = None if days is None else {d.fraction_id: d for d in days}
+        qa_days = self._qa[course_id]
+        if qa_days is not None:
+            day = qa_days.get(fraction.id)
+            return row if day is None else replace(row, qa_verdict=day.verdict)
+        if course_id not in self._anatomy:
+            entries = anatomy.course_anatomy(self._db, course_id)
+            self._anatomy[course_id] = {e.fraction_id: e for e in entries}
+        entry = self._anatomy[course_id].get(fraction.id)
+        if entry is None or not entry.alert.alert:
+            return row
+        return replace(
+            row,
+            anatomy_alert=True,
+            anatomy_acknowledged=entry.acknowledged is not None,
+            anatomy_messages=entry.alert.messages,
+        )
 
 
 def _status(fraction: Fraction, signoff: Signoff | None) -> tuple[str, str]:

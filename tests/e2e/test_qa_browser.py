@@ -30,17 +30,21 @@ from app.db.models import Role
 from app.db.models_anatomy import FractionFigures
 from app.main import create_app
 from app.services.accounts import add_user
+from registration.anatomy import measure_anatomy
 from registration.couch import CouchCorrection, correction_as_planning_to_daily
+from registration.dicom_series import read_ct_series
 from registration.dicom_write import write_ct_series
 from registration.frames import PatientPosition
 from registration.geometry import LpsPoint
 from registration.qa_phantom import measure_phantom_image, qa_phantom_ct
 from registration.simulate import MvctSimulationOptions, simulate_mvct
+from registration.simulate_anatomy import with_weight_loss
 
 HFS = PatientPosition.HFS
 ORIGIN = LpsPoint(0.0, 0.0, 0.0)
 MACHINE = "TOMO-E2E"
 PHYSICIST = ("phys-e2e", "E2E Physicist")
+PHYSICIAN = ("dr-anatomy", "Dr Anatomy")
 SIM = MvctSimulationOptions(pixel_spacing_mm=1.0, scan_center=ORIGIN, slice_spacing_mm=2.0)
 ENTERED = "5,-3,2"
 
@@ -64,6 +68,7 @@ def qa_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LiveSe
     ctx = app.state.context
     with ctx.writer.begin() as session:
         add_user(session, PHYSICIST[0], Role.PHYSICIST, PHYSICIST[1], PASSWORD, "test")
+        add_user(session, PHYSICIAN[0], Role.PHYSICIAN, PHYSICIAN[1], PASSWORD, "test")
     server = LiveServer(f"http://127.0.0.1:{port}", app, review_data.console_key(ctx), None)  # type: ignore[arg-type]
     try:
         yield server, _scans(server, root)
@@ -164,3 +169,66 @@ def test_the_qa_page_charts_the_errors_shows_the_failure_until_acknowledged_and_
     assert "couch recalibrated" in page.locator(f'tr[data-fraction-id="{bad_id}"]').inner_text()
     page.goto(f"{server.base_url}/worklist")
     assert page.locator(".banner.qa-failed").count() == 0
+
+
+@pytest.fixture(scope="module")
+def weight_loss_fraction(
+    qa_server: tuple[LiveServer, list[int]], tmp_path_factory: pytest.TempPathFactory
+) -> int:
+    """A patient fraction whose MVCT shows an 8 mm weight loss, with a known registration result
+    and the anatomy figures the core measures on it."""
+    server, _ = qa_server
+    samples = sf.samples(tmp_path_factory.mktemp("series"))
+    planning = read_ct_series(samples.planning)
+    options = MvctSimulationOptions(
+        pixel_spacing_mm=1.5, slice_spacing_mm=6.0, scan_length_mm=72.0, random_seed=5
+    )
+    daily = simulate_mvct(with_weight_loss(planning.image, 8.0), samples.motions[0], options)
+    folder = tmp_path_factory.mktemp("weight-loss")
+    write_ct_series(daily, folder, patient_position=HFS, patient_id=sf.PATIENT_ID)
+    iso = samples.isocenter
+    with httpx.Client(base_url=server.base_url, timeout=60) as client:
+        body = review_data.post_fraction(
+            client,
+            server.console,
+            folder,
+            planning=samples.planning,
+            patient_id=sf.PATIENT_ID,
+            isocenter=f"{iso.x_mm},{iso.y_mm},{iso.z_mm}",
+        )
+    result = review_data.known_result(samples.motions[0], iso, HFS)
+    review_data.store_result(server.app.state.context, body["id"], result)
+    figures = measure_anatomy(planning.image, daily, samples.motions[0], isocenter=iso)
+    with server.app.state.context.writer() as session:
+        session.add(FractionFigures(fraction_id=body["id"], anatomy=figures.to_dict()))
+        session.commit()
+    return int(body["id"])
+
+
+def test_a_physician_sees_the_anatomy_flag_and_trend_and_acknowledges_it(
+    context: Any, qa_server: tuple[LiveServer, list[int]], weight_loss_fraction: int, shots: Any
+) -> None:
+    server, _ = qa_server
+    page = context.new_page()
+    sign_in(page, server, PHYSICIAN)
+    row = page.locator(f'tr[data-fraction-id="{weight_loss_fraction}"]')
+    assert "anatomy changed: consider re-planning" in row.locator(".flag.anatomy").inner_text()
+    row.locator("a.open").click()
+    page.wait_for_url(f"**/review/{weight_loss_fraction}")
+    assert (
+        page.locator("#anatomy-flag")
+        .inner_text()
+        .startswith("anatomy changed: consider re-planning")
+    )
+    point = page.locator("#anatomy-surface-trend circle.point title").all_text_contents()
+    assert len(point) == 1 and float(point[0].split(": ")[1].split()[0]) < -5.0  # inward
+    shots(page, "anatomy-review")
+    page.fill("#anatomy-note", "re-plan requested")
+    with page.expect_navigation():
+        page.click("#anatomy-ack-button")
+    assert "re-plan requested" in page.locator("#anatomy-ack").inner_text()
+    page.goto(f"{server.base_url}/worklist")
+    assert (
+        "(acknowledged)"
+        in page.locator(f'tr[data-fraction-id="{weight_loss_fraction}"] .flag.anatomy').inner_text()
+    )
