@@ -20,6 +20,7 @@ from app.permissions import Action
 from app.schemas.common import ERROR_RESPONSES
 from app.services import anatomy, daily_qa, qa_export
 from registration.couch import CouchCorrection
+from registration.qa_phantom import QaImageFigures
 
 router = APIRouter(prefix="/api/v1", tags=["anatomy and QA"], responses=ERROR_RESPONSES)
 Id = Annotated[int, Path(ge=1, le=MAX_ID)]
@@ -64,6 +65,16 @@ class QaCourseIn(BaseModel):
     )
     translation_tolerance_mm: float | None = Field(default=None, gt=0, le=10)
     rotation_tolerance_deg: float | None = Field(default=None, gt=0, le=5)
+
+
+class QaBaselineIn(BaseModel):
+    """Image figures at commissioning (MVCT numbers); the inserts by the phantom's names."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    noise_hu: float = Field(gt=0, le=500)
+    uniformity_hu: float = Field(ge=0, le=500)
+    inserts: dict[str, Annotated[float, Field(ge=-1100, le=3000)]] = Field(max_length=20)
 
 
 class CouchOffsetIn(BaseModel):
@@ -161,6 +172,22 @@ def get_machine_qa(
             for axis, (judged, chart) in charts.items()
         },
     }
+
+
+@router.put("/qa/machines/{machine}/baseline")
+def put_qa_baseline(
+    machine: MachineName,
+    session: SessionDep,
+    principal: Physicist,
+    body: QaBaselineIn | None = None,
+) -> dict[str, Any]:
+    """Set the image baseline (null: the mean of the first scans again)."""
+    figures = (
+        None
+        if body is None
+        else QaImageFigures(body.noise_hu, body.uniformity_hu, tuple(body.inserts.items()))
+    )
+    return _qa_course(daily_qa.set_baseline(session, machine, figures, principal.actor))
 
 
 @router.get("/qa/machines/{machine}/export")

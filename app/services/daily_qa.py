@@ -161,6 +161,27 @@ def create_qa_course(
     return qa
 
 
+def set_baseline(
+    session: Session, machine: str, figures: QaImageFigures | None, actor: str
+) -> QaCourse:
+    """Set the machine's image baseline (commissioning values), or None: the mean of the first
+    :data:`BASELINE_SCANS` scans again. Audited."""
+    qa = qa_course_for_machine(session, machine)
+    if qa is None:
+        raise NotFoundError(f"machine {machine!r} has no QA course")
+    qa.baseline = None if figures is None else figures.to_dict()
+    repo.record_audit(
+        session,
+        actor=actor,
+        action="qa_baseline",
+        entity="course",
+        entity_id=qa.course_id,
+        detail={"machine": machine, "baseline": qa.baseline},
+    )
+    session.commit()
+    return qa
+
+
 def qa_course_of(session: Session, course_id: int) -> QaCourse | None:
     return session.scalar(select(QaCourse).where(QaCourse.course_id == course_id))
 

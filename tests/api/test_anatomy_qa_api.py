@@ -31,7 +31,7 @@ from registration.dicom_series import read_ct_series
 from registration.dicom_write import write_ct_series
 from registration.frames import PatientPosition
 from registration.geometry import LpsPoint, RigidTransformLps
-from registration.qa_phantom import qa_phantom_ct
+from registration.qa_phantom import measure_phantom_image, qa_phantom_ct
 from registration.result import Mode, RegistrationQuality
 from registration.result import RegistrationResult as EngineResult
 from registration.simulate import MvctSimulationOptions, simulate_mvct
@@ -50,6 +50,7 @@ def _store(
     *,
     trusted: bool = True,
     figures: dict[str, Any] | None = None,
+    phantom: dict[str, Any] | None = None,
 ) -> None:
     """The result a registration of ``motion`` answers, stored as the job would store it."""
     six = couch_correction_6dof(motion, iso, HFS)
@@ -68,8 +69,8 @@ def _store(
     ctx = client.app.state.context
     with ctx.writer() as session:
         session.add(RegistrationResult.of(fraction_id, result))
-        if figures is not None:
-            session.add(FractionFigures(fraction_id=fraction_id, anatomy=figures))
+        if figures is not None or phantom is not None:
+            session.add(FractionFigures(fraction_id=fraction_id, anatomy=figures, phantom=phantom))
         session.execute(
             update(Job).where(Job.fraction_id == fraction_id).values(status=JobStatus.DONE.value)
         )
@@ -139,7 +140,8 @@ def phantom(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
             extra={"StationName": MACHINE},
         )
         scans.append(root / f"scan-{seed}")
-    return {"reference": root / "reference", "scans": scans, "motion": motion}
+    figures = measure_phantom_image(daily, motion)
+    return {"reference": root / "reference", "scans": scans, "motion": motion, "figures": figures}
 
 
 def _qa_course(client: TestClient, phantom: dict[str, Any], **machine: Any) -> int:
@@ -222,3 +224,38 @@ def test_qa_expected_offset_for_a_patient_course_is_refused_and_stores_nothing(
     assert "QA phantom scans" in refused.json()["detail"]
     log = client.get(f"/api/v1/patients/{sf.PATIENT_ID}/fractions", headers=console).json()
     assert len(log["fractions"]) == 1
+
+
+def test_a_baseline_set_by_the_physicist_judges_the_image_figures(
+    client: TestClient, phantom: dict[str, Any]
+) -> None:
+    course_id = _qa_course(client, phantom)
+    console = sf.add_api_key(client, "console")
+    posted = _post(
+        client,
+        console,
+        phantom["scans"][1],
+        patient_id="QA",
+        course_id=course_id,
+        qa_expected_offset="5,-3,2",
+    ).json()
+    measured = phantom["figures"]
+    _store(client, posted["id"], phantom["motion"], ORIGIN, phantom=measured.to_dict())
+    url = f"/api/v1/fractions/{posted['id']}"
+    first = client.get(url, headers=console).json()["qa"]
+    assert first["verdict"] == "passed" and first["image_checks"] == []  # the baseline itself
+
+    baseline_url = f"/api/v1/qa/machines/{MACHINE}/baseline"
+    quieter = {
+        "noise_hu": measured.noise_hu / 2,  # today's noise is 100 % above: beyond +25 %
+        "uniformity_hu": measured.uniformity_hu,
+        "inserts": dict(measured.inserts),
+    }
+    assert client.put(baseline_url, json=quieter, headers=console).status_code == 403
+    assert client.put(baseline_url, json=quieter, auth=("phys", PASSWORD)).status_code == 200
+    judged = client.get(url, headers=console).json()["qa"]
+    assert judged["verdict"] == "failed", judged
+    assert [c["figure"] for c in judged["image_checks"] if not c["passed"]] == ["noise_hu"]
+
+    assert client.put(baseline_url, auth=("phys", PASSWORD)).status_code == 200
+    assert client.get(url, headers=console).json()["qa"]["verdict"] == "passed"
