@@ -121,3 +121,12 @@ def test_two_mvcts_in_one_process_print_two_json_lines_and_the_second_pays_no_lo
     progress = [line for line in proc.stderr.splitlines() if "MVCT 2/2" in line]
     assert len(progress) == 1
     assert "without the ITK load (ITK loads in this process: 1)" in progress[0]
+
+
+def test_progress_stays_off_stderr_unless_it_is_a_terminal_or_verbose_is_asked() -> None:
+    from app.cli.progress import LineProgress, Progress, RichProgress, progress_for
+
+    quiet = progress_for(verbose=False)  # pytest's captured stderr is not a terminal
+    assert type(quiet) is Progress
+    assert isinstance(progress_for(verbose=True), LineProgress)
+    assert not isinstance(quiet, RichProgress)
