@@ -1,8 +1,9 @@
 """The DICOM Storage SCP (pynetdicom), started with the service when ``dicom_port`` is set.
 
 Accepts Verification and CT Image Storage — in the uncompressed transfer syntaxes and in every
-compressed one an installed pydicom decoder reads — from the calling AE titles of
-``dicom_allowed_aes`` (any when empty), addressed to ``dicom_ae_title`` (unless
+compressed one an installed pydicom decoder reads — only from the calling AE titles configured
+(``dicom_allowed_aes``, ``dicom_mvct_aes``, ``dicom_planning_aes``; none configured: every
+association is refused, and the log says so at start), addressed to ``dicom_ae_title`` (unless
 ``dicom_check_called_ae`` is off). Other SOP classes are not negotiated (the presentation context
 is rejected, so the sender learns at association time). Association rejections use the standard
 reasons (PS3.8 9.3.4): permanent, by the service user, "calling AE title not recognized" (3) or
@@ -33,7 +34,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from app.config import Settings
 from app.dicom.grouping import InFlight
 from app.dicom.inbox import OUT_OF_RESOURCES, Inbox, Received, decodable, receive_file
-from app.dicom.rules import ae_titles
+from app.dicom.rules import allowed_callers
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +69,7 @@ class StorageScp:
         self._writer = writer
         self._in_flight = in_flight
         self._on_association_end = on_association_end
-        self._allowed = sorted(ae_titles(settings.dicom_allowed_aes))
+        self._allowed = sorted(allowed_callers(settings))
         self._server: Any = None
 
     @property
@@ -84,6 +85,7 @@ class StorageScp:
         ae.add_supported_context(VERIFICATION, [str(u) for u in UNCOMPRESSED[:2]])
         ae.add_supported_context(CTImageStorage, ct_transfer_syntaxes())
         handlers: list[Any] = [
+            (evt.EVT_REQUESTED, self._on_requested),
             (evt.EVT_C_STORE, self._on_store),
             (evt.EVT_ACCEPTED, self._on_accepted),
             (evt.EVT_REJECTED, self._on_rejected),
@@ -92,12 +94,21 @@ class StorageScp:
             (evt.EVT_CONN_CLOSE, self._on_end),
         ]
         self._server = ae.start_server(self.address, block=False, evt_handlers=handlers)
-        allowed = ", ".join(self._allowed) or "any calling AE"
+        if not self._allowed:
+            log.warning(
+                "DICOM SCP %s listening on %s:%d refuses every association: no calling AE title "
+                "is configured (MVCT_GUIDE_DICOM_ALLOWED_AES, MVCT_GUIDE_DICOM_MVCT_AES, "
+                "MVCT_GUIDE_DICOM_PLANNING_AES)",
+                self._settings.dicom_ae_title,
+                *self.address,
+            )
+            return
         log.info(
-            "DICOM SCP %s listening on %s:%d (accepting %s)",
+            "DICOM SCP %s listening on %s:%d (accepting calling AE titles %s; every other one "
+            "is refused)",
             self._settings.dicom_ae_title,
             *self.address,
-            allowed,
+            ", ".join(self._allowed),
         )
 
     def stop(self) -> None:
@@ -106,6 +117,22 @@ class StorageScp:
             self._server = None
 
     # --- event handlers (run in pynetdicom's association threads) -----------------------
+
+    def _on_requested(self, event: Any) -> None:
+        """Refuse a calling AE title configured nowhere (pynetdicom's own check lets every
+        title in when its list is empty)."""
+        calling = str(event.assoc.requestor.primitive.calling_ae_title).strip()
+        if calling in self._allowed:
+            return
+        log.warning(
+            "DICOM association refused: calling AE %r from %s is not configured (allowed: %s)",
+            calling,
+            event.assoc.requestor.address,
+            ", ".join(self._allowed) or "none",
+        )
+        # permanent, by the service user, "calling AE title not recognized" (PS3.8 9.3.4)
+        event.assoc.acse.send_reject(0x01, 0x01, 0x03)
+        event.assoc.kill()  # as pynetdicom's own rejection: the DUL sends the PDU, then stops
 
     def _on_accepted(self, event: Any) -> None:
         self._in_flight.begin(event.assoc)
