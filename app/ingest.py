@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import BinaryIO, Protocol
 
 from app.errors import PayloadTooLargeError, UnprocessableError
+from app.patient_identity import read_name_and_birth_date
 from app.storage import series_content_hash
 from registration.dicom_files import open_dicom_files
 from registration.dicom_series import read_ct_series
@@ -66,6 +67,8 @@ class ParsedSeries:
     patient_position: str
     bounds: BoundingBoxLps
     warnings: tuple[str, ...]
+    patient_name: str = ""  #: as sent, "" when absent
+    patient_birth_date: str = ""  #: YYYYMMDD, "" when absent
 
 
 def save_uploads(
@@ -152,6 +155,7 @@ def parse_series(uploaded: UploadedFiles, series_uid: str | None = None) -> Pars
     used = [by_path[name] for name in volume.source_files if name in by_path]
     if len(used) != len(volume.source_files):  # pragma: no cover - the reader returns our paths
         used = list(uploaded.files)
+    name, birth_date = read_name_and_birth_date(used[0][0])
     return ParsedSeries(
         label=uploaded.label,
         files=tuple(used),
@@ -160,6 +164,8 @@ def parse_series(uploaded: UploadedFiles, series_uid: str | None = None) -> Pars
         study_instance_uid=volume.study_instance_uid,
         frame_of_reference_uid=volume.frame_of_reference_uid,
         patient_id=volume.patient_id,
+        patient_name=name,
+        patient_birth_date=birth_date,
         series_description=volume.series_description,
         patient_position=volume.patient_position.value,
         bounds=bounding_box(volume),
