@@ -85,6 +85,11 @@ class Settings(BaseSettings):
     dicom_quiet_s: float = Field(default=5.0, ge=0, le=3600)
     #: after sign-off, C-STORE the REG to ``AET@host:port``; empty: off
     dicom_reg_destination: str = ""
+    #: limits of the receivers (app/dicom/quota.py), refused with Out of Resources (0xA700): one
+    #: data set; the inbox backlog (received, not yet used); free disk left for the inbox and DB
+    dicom_max_dataset_mb: float = Field(default=64.0, gt=0)
+    dicom_inbox_quota_mb: float = Field(default=20_480.0, gt=0)
+    dicom_min_free_mb: float = Field(default=2_048.0, ge=0)
 
     @field_validator("dicom_unmatched_series", mode="before")
     @classmethod
