@@ -33,9 +33,10 @@ from app.db.models_dicom import (
     SeriesKind,
     SeriesState,
 )
+from app.dicom import DicomError
 from app.dicom import series_ingest as ingest
 from app.dicom.inbox import Inbox
-from app.errors import ConflictError, NotFoundError
+from app.errors import ConflictError, NotFoundError, UnprocessableError
 
 log = logging.getLogger(__name__)
 
@@ -130,7 +131,10 @@ def assign_planning(
     """The held series becomes the planning CT of a new course of its patient (or of the course
     that already has this very series)."""
     series = _held(ctx, series_id)
-    course_id = ingest.planning_course(ctx, series, _files(ctx, inbox, series_id), actor)
+    try:
+        course_id = ingest.planning_course(ctx, series, _files(ctx, inbox, series_id), actor)
+    except DicomError as exc:  # an inbox file is gone: the physicist must have it sent again
+        raise UnprocessableError(str(exc)) from None
     decision = Decision(series_id, "planning", course_id=course_id)
     _close(ctx, series, decision, SeriesKind.PLANNING, actor, note)
     return decision
@@ -142,7 +146,10 @@ def assign_mvct(
     """The held series becomes an MVCT (a queued fraction) of course ``course_id``."""
     series = _held(ctx, series_id)
     files = _files(ctx, inbox, series_id)
-    made = ingest.mvct_fraction(ctx, series, files, actor, course_id=course_id)
+    try:
+        made = ingest.mvct_fraction(ctx, series, files, actor, course_id=course_id)
+    except DicomError as exc:
+        raise UnprocessableError(str(exc)) from None
     assert made is not None  # a named course exists or the ingest path refused it
     decision = Decision(series_id, "mvct", course_id=made[0], fraction_id=made[1])
     _close(ctx, series, decision, SeriesKind.MVCT, actor, note)

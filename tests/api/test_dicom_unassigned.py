@@ -251,3 +251,19 @@ def test_a_held_series_assigned_as_planning_ct_becomes_a_new_course(
     assert response.status_code == 200, response.text
     assert [c.id for c in courses(client)] == [response.json()["course_id"]]
     assert unassigned(client) == []
+
+
+def test_a_held_series_whose_inbox_files_are_gone_is_refused_with_422_and_stays_held(
+    client: TestClient, diagnostic_ct: Path
+) -> None:
+    archive = sf.add_api_key(client, "archive")
+    assert post(client, archive, files_of(diagnostic_ct)).status_code == 200
+    (row,) = settled(client, 1)
+    inbox = client.app.state.dicom.inbox.root
+    next(p for p in Path(inbox).rglob("*.dcm") if ".tmp" not in p.parts).unlink()
+    response = client.post(
+        f"/api/v1/dicom/unassigned/{row.id}/assign", json={"as": "planning"}, auth=PHYSICIST
+    )
+    assert response.status_code == 422, response.text
+    assert "missing from the DICOM inbox" in response.json()["detail"]
+    assert [h["series_id"] for h in unassigned(client)] == [row.id]
