@@ -202,7 +202,8 @@ def _checked_members(
 
 
 def _mib(size_bytes: int) -> str:
-    return f"{size_bytes / 1024**2:.0f} MiB"
+    mib = size_bytes / 1024**2
+    return f"{mib:.1f} MiB" if mib < 10 else f"{mib:.0f} MiB"
 
 
 def _zip_files(

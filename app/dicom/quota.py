@@ -6,8 +6,9 @@ the STOW-RS Failure Reason) and words that name the setting:
 * ``dicom_max_dataset_mb``: one data set larger than this is refused (a CT slice is < 2 MB). A
   C-STORE data set arrives whole before it can be answered; one still arriving beyond twice the
   limit ends the association (A-ABORT) instead, so memory stays bounded;
-* ``dicom_inbox_quota_mb``: the inbox backlog — instances received and not yet used (their series
-  not turned into a course or fraction, held, failed or ignored) — may not grow beyond this;
+* ``dicom_inbox_quota_mb``: the inbox backlog — instances received and still waiting (not yet in
+  a series, pending, waiting for a course, failed, or held for a physicist) — may not grow
+  beyond this;
 * ``dicom_min_free_mb``: a write that would leave less than this free on the disk of the inbox,
   or of the SQLite database, is refused: the receivers never fill the database's disk.
 
@@ -23,11 +24,11 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.config import Settings
-from app.db.models_dicom import DicomInstance, DicomSeries, SeriesState
+from app.db.models_dicom import DicomInstance, DicomSeries, DicomUnassigned, SeriesState
 
 _MB = 1024 * 1024
 
@@ -104,15 +105,20 @@ def _existing(path: Path) -> Path:
 
 
 def backlog_bytes(sessions: sessionmaker[Session]) -> int:
-    """Bytes of received instances whose series has not been used (see the module docstring)."""
+    """Bytes of received instances still waiting: not yet in a series, in a series pending,
+    waiting for its course or failed, or held for a physicist. Instances of used, discarded or
+    ignored series are not backlog (their files stay, within ``dicom_min_free_mb``)."""
+    waiting = [s.value for s in (SeriesState.PENDING, SeriesState.WAITING, SeriesState.FAILED)]
     with sessions() as session:
         total = session.scalar(
             select(func.coalesce(func.sum(DicomInstance.size_bytes), 0))
             .outerjoin(DicomSeries, DicomSeries.id == DicomInstance.series_id)
+            .outerjoin(DicomUnassigned, DicomUnassigned.series_id == DicomInstance.series_id)
             .where(
                 or_(
                     DicomInstance.series_id.is_(None),
-                    DicomSeries.state != SeriesState.DONE.value,
+                    DicomSeries.state.in_(waiting),
+                    and_(DicomUnassigned.id.is_not(None), DicomUnassigned.resolution.is_(None)),
                 )
             )
         )

@@ -25,6 +25,7 @@ from test_dicomweb import files_of, post, wait_for
 from app.config import Settings
 from app.db.models import AuditEvent, Course, Role
 from app.db.models_dicom import DicomSeries
+from app.dicom.quota import backlog_bytes
 from app.main import create_app
 from registration.dicom_series import read_ct_series
 from registration.dicom_write import write_ct_series
@@ -97,6 +98,10 @@ def settled(client: TestClient, n_series: int) -> list[DicomSeries]:
     )
     assert rows, series_rows(client)
     return list(rows)
+
+
+def backlog(client: TestClient) -> int:
+    return backlog_bytes(client.app.state.context.sessions)
 
 
 def create_course(client: TestClient, headers: dict[str, str], folder: Path) -> int:
@@ -179,6 +184,8 @@ def test_a_physicist_assigns_or_discards_each_held_series_once_and_every_decisio
         rows = settled(client, 2)
         diagnostic, mvct = sorted(rows, key=lambda r: r.n_instances, reverse=True)
         assert len(unassigned(client)) == 2
+        received = sum(len(f) for f in files_of(diagnostic_ct) + files_of(series.mvcts[3]))
+        assert backlog(client) == received  # held series are the inbox backlog (quota)
 
         for who in ({"headers": console}, {"auth": ("ttherapist", "correct horse")}):
             assert client.get("/api/v1/dicom/unassigned", **who).status_code == 403
@@ -216,6 +223,7 @@ def test_a_physicist_assigns_or_discards_each_held_series_once_and_every_decisio
         assert again.status_code == 409 and "discarded by user:mcurie" in again.json()["detail"]
         assert unassigned(client) == []
         assert [c.id for c in courses(client)] == [course_id]
+        assert backlog(client) == 0
 
         with client.app.state.context.sessions() as session:
             audit = session.scalars(
