@@ -12,16 +12,17 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Depends, Path, Request
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from app.api.deps import ContextDep, Principal, SessionDep, require_role
-from app.api.fractions import MAX_ID, NO_CONTROL_CHARS
-from app.api.schemas_common import ERROR_RESPONSES
-from app.db.models import Role
+from app.api.deps import ContextDep, Principal, SessionDep, require
+from app.api.fractions import NO_CONTROL_CHARS
+from app.deps import MAX_ID
 from app.dicom import unassigned
 from app.dicom.service import DicomService
+from app.permissions import Action
+from app.schemas.common import ERROR_RESPONSES
 
 router = APIRouter(prefix="/api/v1/dicom", tags=["dicom"], responses=ERROR_RESPONSES)
 
-Physicist = Annotated[Principal, Depends(require_role(Role.PHYSICIST))]
+Physicist = Annotated[Principal, Depends(require(Action.ASSIGN_DICOM_SERIES))]
 SeriesId = Annotated[int, Path(ge=1, le=MAX_ID)]
 
 

@@ -33,15 +33,14 @@ from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
 from sqlalchemy.orm import Session, sessionmaker
 
-from app.dicom.inbox import (
+from app.dicom.acceptance import (
     CANNOT_UNDERSTAND,
     OUT_OF_RESOURCES,
     SUCCESS,
-    Inbox,
     Received,
     StoreOutcome,
-    receive_file,
 )
+from app.dicom.inbox import Inbox, receive_file
 from app.dicom.quota import InboxQuota
 from app.errors import BadRequestError, ServiceError
 

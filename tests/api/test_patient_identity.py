@@ -107,6 +107,6 @@ def test_names_differing_only_in_case_or_empty_components_match_and_a_missing_na
 def test_the_module_examples_run() -> None:
     import doctest
 
-    import app.patient_identity
+    import app.services.patient_identity
 
-    assert doctest.testmod(app.patient_identity).failed == 0
+    assert doctest.testmod(app.services.patient_identity).failed == 0

@@ -8,15 +8,11 @@ would land), bounded far below the member's size.
 
 from __future__ import annotations
 
-import sys
 import tracemalloc
 import zipfile
 from pathlib import Path
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "fixtures"))
-
 from zip_bomb import write_zip_bomb
 
 from registration.dicom_files import (
