@@ -14,6 +14,7 @@ from fastapi.concurrency import run_in_threadpool
 
 from app import lifecycle, web
 from app.api import (
+    anatomy_qa,
     courses,
     dicom_unassigned,
     dicomweb,
@@ -75,6 +76,7 @@ def create_app(settings: Settings | None = None, *, pool: WorkerPool | None = No
     app.include_router(signoff.router)
     app.include_router(registration_dcm.router)
     app.include_router(dicomweb.router)
+    app.include_router(anatomy_qa.router)
     app.include_router(dicom_unassigned.router)
     web.install(app, settings)
     return app

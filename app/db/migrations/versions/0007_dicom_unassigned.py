@@ -1,7 +1,7 @@
 """unassigned DICOM series; patient name and birth date of stored series
 
 Revision ID: 0007
-Revises: 0005
+Revises: 0011
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0007"
-down_revision = "0005"
+down_revision = "0011"
 branch_labels = None
 depends_on = None
 
