@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -59,6 +60,11 @@ class Settings(BaseSettings):
     sign_in_window_s: float = Field(default=900.0, gt=0)
     #: Strict-Transport-Security max-age in seconds; 0: not sent (set it only behind HTTPS)
     hsts_max_age_s: int = Field(default=0, ge=0)
+    #: reverse proxies whose ``X-Forwarded-For`` names the client (comma-separated addresses or
+    #: networks, e.g. ``10.0.0.5,10.1.0.0/16``); empty: the header is ignored (app/proxies.py)
+    trusted_proxies: str = ""
+    #: serve ``/docs``, ``/redoc`` and ``/openapi.json`` without authentication (the demo does)
+    public_docs: bool = False
 
     # --- DICOM networking (README "DICOM"; app/dicom/) ------------------------------------------
     #: TCP port of the C-STORE SCP started with the service; 0: no SCP (``serve --dicom-port``)
@@ -82,6 +88,17 @@ class Settings(BaseSettings):
     dicom_quiet_s: float = Field(default=5.0, ge=0, le=3600)
     #: after sign-off, C-STORE the REG to ``AET@host:port``; empty: off
     dicom_reg_destination: str = ""
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxies_are_addresses(cls, value: str) -> str:
+        for entry in (part.strip() for part in value.split(",")):
+            if entry:
+                try:
+                    ipaddress.ip_network(entry, strict=False)
+                except ValueError:
+                    raise ValueError(f"{entry!r} is not an address or network") from None
+        return value
 
     @model_validator(mode="after")
     def _queue_needs_a_broker(self) -> Settings:

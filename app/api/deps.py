@@ -15,7 +15,7 @@ from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import APIKeyHeader, HTTPBasic, HTTPBasicCredentials
 from sqlalchemy.orm import Session
 
-from app import accounts, security
+from app import accounts, proxies, security
 from app.context import ServiceContext
 from app.db import repository as repo
 from app.db.models import Role
@@ -66,8 +66,9 @@ def _unauthorized(message: str) -> HTTPException:
 
 
 def client_address(request: Request) -> str:
-    """The client's address (the real one behind a proxy uvicorn trusts: --forwarded-allow-ips)."""
-    return request.client.host if request.client is not None else "unknown"
+    """The client's address (``X-Forwarded-For`` only from MVCT_GUIDE_TRUSTED_PROXIES)."""
+    ctx: ServiceContext = request.app.state.context
+    return proxies.client_address(request, ctx.settings.trusted_proxies)
 
 
 def get_current_principal(
