@@ -8,6 +8,7 @@ and the review URL, and — with ``--exit-after-demo`` — stops the server agai
 from __future__ import annotations
 
 import json
+import os
 import sys
 import threading
 import time
@@ -23,6 +24,7 @@ from app.config import Settings
 from app.db import repository as repo
 from app.db.models import Role
 from app.security import new_password
+from app.web.settings import WebSettings, is_loopback, plain_http_refusal
 
 DEMO_DATA_DIR = "mvct-guide-demo"  #: unless --data-dir or MVCT_GUIDE_DATA_DIR says otherwise
 DEMO_PATIENT_ID = "DEMO-001"
@@ -89,13 +91,23 @@ def run_demo(
             file=sys.stderr,
         )
         return 2
+    if is_loopback(host):  # the demo is plain HTTP on this machine: say so explicitly
+        os.environ.setdefault("MVCT_GUIDE_COOKIE_SECURE", "false")
+    if "MVCT_GUIDE_PUBLIC_DOCS" not in os.environ:
+        settings = settings.model_copy(update={"public_docs": True})
+    refusal = plain_http_refusal(WebSettings(), host)
+    if refusal is not None:
+        print(f"mvct-guide: {refusal}", file=sys.stderr)
+        return 2
     passwords, key = create_demo_accounts(settings)
     print(f"mvct-guide demo: data in {settings.data_dir.resolve()}")
     print(f"  console API key ({DEMO_KEY_NAME}): {key}")
     for username, role, _ in DEMO_USERS:
         print(f"  user {username:<16} password {passwords[username]:<20} role {role.value}")
     server = uvicorn.Server(
-        uvicorn.Config(create_app(settings), host=host, port=port, log_level="warning")
+        uvicorn.Config(
+            create_app(settings), host=host, port=port, log_level="warning", proxy_headers=False
+        )
     )
     outcome = DemoOutcome()
     helper = threading.Thread(

@@ -16,6 +16,7 @@ from app import lifecycle, web
 from app.api import (
     courses,
     dicomweb,
+    docs,
     fractions,
     health,
     patients,
@@ -59,6 +60,9 @@ def create_app(settings: Settings | None = None, *, pool: WorkerPool | None = No
         version=_version(),
         description=API_DESCRIPTION,
         lifespan=lifespan,
+        docs_url=None,  # app/api/docs.py: not public unless MVCT_GUIDE_PUBLIC_DOCS, no CDN
+        redoc_url=None,
+        openapi_url=None,
     )
     app.state.context = ctx
     app.state.dicom = dicom
@@ -74,6 +78,7 @@ def create_app(settings: Settings | None = None, *, pool: WorkerPool | None = No
     app.include_router(signoff.router)
     app.include_router(registration_dcm.router)
     app.include_router(dicomweb.router)
+    docs.install(app, public=settings.public_docs)
     web.install(app)
     return app
 
