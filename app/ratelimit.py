@@ -13,14 +13,17 @@ the row ``failed``, or deletes it on success. Refused (429) when, within the win
   tells nothing about which names exist), or, for a password typed again inside a signed-in
   browser session, that session — a physician locked out by someone else's failures keeps
   signing from the session already open, while a stolen session cannot guess on;
-* the client address has ``max_failures_per_ip`` failures (whatever names it tried).
+* the client address has ``max_failures_per_ip`` failures (whatever names it tried; not
+  applied inside a signed-in session, which has its own limit: a hospital's clients may share
+  one NAT address with whoever is guessing).
 
-The failure that locks a subject out writes ``sign_in_locked_out`` to the audit trail and a
-WARNING log line. Refused sign-ins (wrong password and 429 alike) are audited bounded:
-:func:`flush_audit` writes one ``sign_in_failed`` row per user and minute (``entity_id`` the user
-name when such a user exists, else ``(unknown)``), with ``detail`` ``{"minute", "failures",
-"refused", "clients"}``, once the minute is over (at the next password check, or the CLI's
-``users list``). Nothing typed is stored: the subject of a name is its SHA-256.
+The failure that locks a subject out writes ``sign_in_locked_out`` to the audit trail (entity
+``user`` with the name, or ``client`` with the address) and a WARNING log line. Refused
+sign-ins (wrong password and 429 alike) are audited bounded: :func:`flush_audit` writes one
+``sign_in_failed`` row per user and minute (``entity_id`` the user name when such a user
+exists, else ``(unknown)``), with ``detail`` ``{"minute", "failures", "refused", "clients"}``,
+once the minute is over (at the next password check, or the CLI's ``users list``). Nothing
+typed is stored: the subject of a name is its SHA-256.
 """
 
 from __future__ import annotations
@@ -140,6 +143,8 @@ def check(
     )
     if count >= limits.max_failures_per_user:
         raise _refusal(f"for this {subject.label}", oldest, now, limits)
+    if subject.key.startswith("s:"):  # a session exists only after a right password, and has
+        return  # its own limit: others' failures from a shared (NAT) address do not stop it
     count, oldest = _counted(session, SignInAttempt.client == client, _COUNTED_FOR_CLIENT, since)
     if count >= limits.max_failures_per_ip:
         raise _refusal("from this address", oldest, now, limits)
@@ -199,12 +204,13 @@ def _locked_out(
 ) -> None:
     name = row.username or UNKNOWN_USER
     until = now + timedelta(seconds=limits.window_s)
+    by_address = label == "address"
     repo.record_audit(
         session,
         actor="system:rate-limit",
         action=LOCKED_OUT,
-        entity="user",
-        entity_id=name,
+        entity="client" if by_address else "user",
+        entity_id=row.client if by_address else name,
         detail={"scope": label, "client": row.client, "until": until.isoformat()},
     )
     who = (
@@ -306,7 +312,11 @@ def locked_out_users(session: Session, settings: Settings) -> dict[str, datetime
     window = timedelta(seconds=SignInLimits.of(settings).window_s)
     rows = session.execute(
         select(AuditEvent.entity_id, func.max(AuditEvent.at))
-        .where(AuditEvent.action == LOCKED_OUT, AuditEvent.at > now - window)
+        .where(
+            AuditEvent.action == LOCKED_OUT,
+            AuditEvent.entity == "user",
+            AuditEvent.at > now - window,
+        )
         .group_by(AuditEvent.entity_id)
     ).all()
     return {str(name): at + window for name, at in rows if name != UNKNOWN_USER}

@@ -176,13 +176,18 @@ def test_a_locked_out_physician_still_signs_from_the_browser_session_already_ope
         attacker = TestClient(web.app, client=("203.0.113.66", 40000))
         assert [basic(attacker, "dr-who", f"guess {i}") for i in range(5)] == [401] * 5
         assert basic(attacker, "dr-who", PASSWORD) == 429
+        neighbour = TestClient(web.app, client=(PEER, 40001))  # behind the same NAT address
+        assert [basic(neighbour, f"name-{i}", "guess") for i in range(8)] == [401] * 8
+        assert basic(neighbour, "terry", PASSWORD) == 429, "the address is locked out"
         signed = web.post(
             f"/review/{fraction_id}/sign",
             data={"csrf_token": csrf_of(page.text), "password": PASSWORD, "decision": "approved"},
         )
         assert signed.status_code == 201, signed.text
-        [locked] = audit(web, "sign_in_locked_out")
-        assert locked.entity_id == "dr-who" and locked.detail["client"] == "203.0.113.66"
+        locked = [
+            (e.entity, e.entity_id, e.detail["client"]) for e in audit(web, "sign_in_locked_out")
+        ]
+        assert locked == [("user", "dr-who", "203.0.113.66"), ("client", PEER, PEER)]
     finally:
         web.__exit__(None, None, None)
 
@@ -216,6 +221,10 @@ def test_lock_outs_are_in_the_audit_trail_and_the_log_for_admins(
     [event] = audit(api, "sign_in_locked_out")
     assert event.entity_id == "dr-who" and event.detail["client"] == PEER
     assert event.detail["scope"] == "user name"
+    ctx = api.app.state.context  # type: ignore[attr-defined]
+    with ctx.sessions() as session:
+        locked = ratelimit.locked_out_users(session, ctx.settings)
+    assert list(locked) == ["dr-who"] and locked["dr-who"] > utcnow()
     assert any("dr-who" in r.getMessage() and "locked" in r.getMessage() for r in caplog.records)
 
 
