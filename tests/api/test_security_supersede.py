@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -18,9 +19,12 @@ from pydicom import dcmread
 from service_fixtures import TestClient
 from sqlalchemy import select
 
-from app.db.models import Role
+from app import signoff as signing
+from app.db.models import Role, User
 from app.db.models_signoff import Signoff
 from app.dicom.reg_send import Destination, RegSender
+from app.errors import ServiceError
+from app.signoff import SignRequest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "e2e"))
 from test_dicomweb_reg import free_port, get_reg, system_tool, wait_listening
@@ -149,3 +153,36 @@ def test_a_sent_reg_whose_approval_is_rejected_later_is_withdrawn_by_a_rejection
     referenced = note.CurrentRequestedProcedureEvidenceSequence[0].ReferencedSeriesSequence[0]
     assert referenced.ReferencedSOPSequence[0].ReferencedSOPInstanceUID == reg_uid
     assert note.PatientID == sf.PATIENT_ID
+
+
+def test_a_second_signer_waits_for_the_first_and_then_gets_409_not_a_second_signature(
+    client: TestClient, two: None, series: sf.Samples
+) -> None:
+    """Two transactions sign the same unsigned fraction; the first has not committed yet when
+    the second checks (without the row lock, both would see no signature and both would win)."""
+    fraction = registered(client, series)
+    ctx = client.app.state.context  # type: ignore[attr-defined]
+    first = ctx.writer()
+    signer = first.scalars(select(User).where(User.username == "dr-who")).one()
+    signing._sign(first, SignRequest(fraction["id"], "dr-who", PASSWORD, "approved"), signer)
+    outcome: list[object] = []
+
+    def second() -> None:
+        with ctx.writer() as session:
+            other = session.scalars(select(User).where(User.username == "dr-no")).one()
+            request = SignRequest(fraction["id"], "dr-no", PASSWORD, "approved")
+            try:
+                signing._sign(session, request, other)
+                session.commit()
+                outcome.append(201)
+            except ServiceError as exc:
+                outcome.append(exc.status_code)
+
+    thread = threading.Thread(target=second)
+    thread.start()
+    thread.join(1.0)  # it waits for the first transaction's lock
+    first.commit()
+    first.close()
+    thread.join(60)
+    assert outcome == [409]
+    assert len(rows(client)) == 1
