@@ -2,7 +2,9 @@
 
 A signature is a physician's user name and password, given again at the moment of signing
 (21 CFR Part 11 §11.200: both components at each signing outside a continuous session — here at
-every signing). Every attempt is audited, refused or not; a refused attempt signs nothing.
+every signing). Every attempt is audited, refused or not — a refused password in the bounded
+sign-in audit (one row per user and minute, :mod:`app.ratelimit`), any other refusal and every
+signature in a row of its own; a refused attempt signs nothing.
 
 Rules, in order:
 
