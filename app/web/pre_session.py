@@ -15,8 +15,8 @@ import secrets
 from fastapi import Request
 from fastapi.responses import Response
 
+from app.config import Settings
 from app.web.sessions import Viewer
-from app.web.settings import WebSettings
 
 _MAX_AGE_S = 3600
 
@@ -26,14 +26,14 @@ def new() -> tuple[str, Viewer]:
     return nonce, Viewer(0, nonce, None)
 
 
-def viewer(request: Request, settings: WebSettings) -> Viewer | None:
+def viewer(request: Request, settings: Settings) -> Viewer | None:
     nonce = request.cookies.get(settings.login_cookie_name, "")
     if len(nonce) != 64 or any(c not in "0123456789abcdef" for c in nonce):
         return None
     return Viewer(0, nonce, None)
 
 
-def set_cookie(response: Response, settings: WebSettings, nonce: str) -> None:
+def set_cookie(response: Response, settings: Settings, nonce: str) -> None:
     response.set_cookie(
         settings.login_cookie_name,
         nonce,
@@ -45,5 +45,5 @@ def set_cookie(response: Response, settings: WebSettings, nonce: str) -> None:
     )
 
 
-def delete_cookie(response: Response, settings: WebSettings) -> None:
+def delete_cookie(response: Response, settings: Settings) -> None:
     response.delete_cookie(settings.login_cookie_name, path="/", secure=settings.cookie_secure)

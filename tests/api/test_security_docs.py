@@ -9,8 +9,8 @@ import pytest
 import service_fixtures as sf
 from service_fixtures import TestClient
 
+from app.config import Settings
 from app.db.models import Role
-from app.web.settings import WebSettings
 
 DOCS = ("/docs", "/redoc", "/openapi.json")
 
@@ -44,7 +44,7 @@ def test_swagger_ui_and_redoc_load_only_from_this_origin(tmp_path: Path, sqlite_
 
 def test_session_cookies_are_secure_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("MVCT_GUIDE_COOKIE_SECURE", raising=False)
-    assert WebSettings().cookie_secure is True
+    assert Settings().cookie_secure is True
 
 
 def test_plain_http_cookies_are_refused_on_an_address_other_than_localhost(

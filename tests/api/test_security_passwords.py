@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import re
-import sys
 import threading
 from collections.abc import Iterator
 from datetime import timedelta
@@ -16,19 +15,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import review_data
 import service_fixtures as sf
 from service_fixtures import TestClient
 from sqlalchemy import func, select
+from test_signoff_web import csrf_of, registered_fraction, sign_in
 
-from app import accounts, ratelimit, security
 from app.config import Settings
 from app.db.models import AuditEvent, Role, utcnow
 from app.db.models_signoff import BrowserSession
 from app.main import create_app
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "e2e"))
-import review_data
-from test_signoff_web import csrf_of, registered_fraction, sign_in
+from app.services import accounts, ratelimit, security
 
 PASSWORD = "correct horse"
 PEER = "192.0.2.10"

@@ -8,7 +8,6 @@ A REG already sent for a superseded approval is withdrawn by an IHE IOCM rejecti
 from __future__ import annotations
 
 import subprocess
-import sys
 import threading
 from pathlib import Path
 from typing import Any
@@ -18,18 +17,16 @@ import service_fixtures as sf
 from pydicom import dcmread
 from service_fixtures import TestClient
 from sqlalchemy import select
+from test_dicomweb_reg import free_port, get_reg, system_tool, wait_listening
+from test_signoff_api import registered
+from test_signoff_web import csrf_of, sign_in
 
-from app import signoff as signing
 from app.db.models import Role, User
 from app.db.models_signoff import Signoff
 from app.dicom.reg_send import Destination, RegSender
 from app.errors import ServiceError
-from app.signoff import SignRequest
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "e2e"))
-from test_dicomweb_reg import free_port, get_reg, system_tool, wait_listening
-from test_signoff_api import registered
-from test_signoff_web import csrf_of, sign_in
+from app.services import signoff as signing
+from app.services.signoff import SignRequest
 
 PASSWORD = "correct horse"
 

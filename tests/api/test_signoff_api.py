@@ -8,27 +8,24 @@ from __future__ import annotations
 
 import hashlib
 import json
-import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+import review_data
 import service_fixtures as sf
 from service_fixtures import TestClient, create_app
 from sqlalchemy import select, text
 from sqlalchemy.exc import DBAPIError
 
-from app import ratelimit
 from app.db import signoff_repo
 from app.db.models import AuditEvent, Fraction, Role, utcnow
 from app.db.models_signoff import Signoff
+from app.services import ratelimit
 from registration.couch import CouchCorrection, Dof
 from registration.frames import PatientPosition
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "e2e"))
-import review_data
 
 PASSWORD = "correct horse"
 
