@@ -1,12 +1,12 @@
 """Tables of the sign-in rate limit and of REG withdrawals (migration 0006).
 
 * ``sign_in_attempts``: one row per password check, written *before* the password is verified
-  (``state`` pending) so that counting and reserving are one step (app/ratelimit.py); it becomes
-  ``failed``, is deleted on success, or is ``refused`` (429, not verified at all). ``subject``
-  is ``u:<SHA-256 of the typed user name>`` (a password pasted into the name field is never
-  stored) or ``s:<browser session id>`` for a password typed again inside a signed-in session.
-  ``username`` is the name only when such a user exists. Not append-only: rows older than the
-  window are deleted once their minute is in the audit trail.
+  (``state`` pending) so that counting and reserving are one step (app/services/ratelimit.py);
+  it becomes ``failed``, is deleted on success, or is ``refused`` (429, not verified at all).
+  ``subject`` is ``u:<SHA-256 of the typed user name>`` (a password pasted into the name
+  field is never stored) or ``s:<browser session id>`` for a password typed again inside a
+  signed-in session. ``username`` is the name only when such a user exists. Not append-only:
+  rows older than the window are deleted once their minute is in the audit trail.
 * ``dicom_reg_withdrawals``: the IHE IOCM rejection note sent for a REG whose sign-off was
   superseded after it had been sent (app/dicom/reg_withdraw.py), one per REG and destination.
 """

@@ -48,7 +48,7 @@ def authenticate(
     again to sign (by API and on the review page) all call it. ``client`` is the client's
     address (:func:`app.proxies.client_address`). ``session_id``: the password is typed inside
     that signed-in browser session, and counts against the session instead of the user name
-    (:mod:`app.ratelimit`). ``roles``: the user must have one of them. A wrong password, an
+    (:mod:`app.services.ratelimit`). ``roles``: the user must have one of them. A wrong password, an
     unknown or inactive user and a role not in ``roles`` all raise the same
     :class:`SignInError` (401) after the same work (one argon2 verification, one counted
     attempt); :class:`TooManySignInAttemptsError` (429) before any password is checked.

@@ -1,8 +1,8 @@
 """Sign-in rate limit: password checks counted in the database, so every replica agrees.
 
 Every password check (HTTP Basic, the sign-in page, the signature by API or on the review page)
-goes through :func:`app.accounts.authenticate`, which calls :func:`reserve` *before* verifying
-the password: in one transaction holding the limit's lock (SQLite: ``BEGIN IMMEDIATE``;
+goes through :func:`app.services.accounts.authenticate`, which calls :func:`reserve` *before*
+verifying the password: in one transaction holding the limit's lock (SQLite: ``BEGIN IMMEDIATE``;
 PostgreSQL: a transaction-level advisory lock) it counts and, if the check may go ahead, inserts
 a ``pending`` row in ``sign_in_attempts`` — so 30 parallel wrong tries count 30 reservations
 and at most ``max_failures_per_user`` of them are ever checked. Afterwards :func:`settle` marks

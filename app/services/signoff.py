@@ -3,14 +3,14 @@
 A signature is a physician's user name and password, given again at the moment of signing
 (21 CFR Part 11 §11.200: both components at each signing outside a continuous session — here at
 every signing). Every attempt is audited, refused or not — a refused password in the bounded
-sign-in audit (one row per user and minute, :mod:`app.ratelimit`), any other refusal and every
-signature in a row of its own; a refused attempt signs nothing.
+sign-in audit (one row per user and minute, :mod:`app.services.ratelimit`), any other refusal
+and every signature in a row of its own; a refused attempt signs nothing.
 
 Rules, in order:
 
-1. the password is checked by :func:`app.accounts.authenticate`, the one password check of the
-   service, with the sign-in rate limit (429): a wrong password, an unknown or inactive user and
-   a user who is not a physician all get the same 401 and the same words;
+1. the password is checked by :func:`app.services.accounts.authenticate`, the one password
+   check of the service, with the sign-in rate limit (429): a wrong password, an unknown or
+   inactive user and a user who is not a physician all get the same 401 and the same words;
 2. the fraction exists (404); approving needs a registration result (409);
 3. a fraction already signed is signed again only by naming the latest signature
    (``supersedes``, else 409: a stale page) and giving a reason (422);
@@ -70,7 +70,7 @@ class SignRequest:
     supersedes: int | None = None
     #: the client's address (the rate limit counts it)
     client: str = "unknown"
-    #: the signed-in browser session the password was typed in (app.ratelimit), if any
+    #: the signed-in browser session the password was typed in (app.services.ratelimit), if any
     session_id: int | None = None
 
 
