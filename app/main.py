@@ -14,6 +14,7 @@ from fastapi.concurrency import run_in_threadpool
 
 from app import lifecycle, web
 from app.api import (
+    anatomy_qa,
     courses,
     dicomweb,
     docs,
@@ -78,6 +79,7 @@ def create_app(settings: Settings | None = None, *, pool: WorkerPool | None = No
     app.include_router(signoff.router)
     app.include_router(registration_dcm.router)
     app.include_router(dicomweb.router)
+    app.include_router(anatomy_qa.router)
     docs.install(app, public=settings.public_docs)
     web.install(app, settings)
     return app

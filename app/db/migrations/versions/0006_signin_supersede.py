@@ -1,7 +1,7 @@
 """sign-in attempts (atomic rate limit), signatures name what they supersede, REG withdrawals
 
 Revision ID: 0006
-Revises: 0005
+Revises: 0011
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0006"
-down_revision = "0005"
+down_revision = "0011"  # the head of main when merged; the coordinator orders 0006-0008
 branch_labels = None
 depends_on = None
 
