@@ -8,7 +8,8 @@ therapist     read; use the review pages (worklist, review, no signing); enter a
 physician     read; create and change courses; use the review pages; sign off; acknowledge
               an anatomy-change alert
 physicist     read; create and change courses; use the review pages; reports; daily QA
-              (QA courses, offsets, acknowledging a failed QA scan, the monthly export)
+              (QA courses, offsets, acknowledging a failed QA scan, the monthly export);
+              decide what a held (unassigned) DICOM series is
 admin         reports (users and API keys are managed from the command line)
 ============  ====================================================================
 
@@ -36,6 +37,8 @@ class Action(StrEnum):
     ACKNOWLEDGE_ANATOMY = "acknowledge_anatomy"  #: read an anatomy-change alert, with a note
     ENTER_QA_OFFSET = "enter_qa_offset"  #: the couch offset applied to the QA phantom
     MANAGE_QA = "manage_qa"  #: QA courses, acknowledging a failed QA scan, the monthly export
+    #: list the received DICOM series no rule identified; assign each, or discard it
+    ASSIGN_DICOM_SERIES = "assign_dicom_series"
 
 
 ALLOWED: Mapping[Role, frozenset[Action]] = {
@@ -60,6 +63,7 @@ ALLOWED: Mapping[Role, frozenset[Action]] = {
             Action.READ_REPORTS,
             Action.ENTER_QA_OFFSET,
             Action.MANAGE_QA,
+            Action.ASSIGN_DICOM_SERIES,
         }
     ),
     Role.ADMIN: frozenset({Action.READ_REPORTS}),
