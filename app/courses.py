@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from sqlalchemy.orm import Session
 
+from app import machines
 from app import series as series_ops
 from app.context import ServiceContext
 from app.db import repository as repo
@@ -169,6 +170,8 @@ class CourseChanges:
     mode: Mode | None = None
     site: str | None = None
     isocenter: LpsPoint | None = None
+    machine_profile_name: str | None = None  #: a stored profile's name (checked)
+    rotation_axis: LpsPoint | None = None  #: a point of the bore axis, planning LPS mm
 
 
 def update_course(ctx: ServiceContext, course_id: int, changes: CourseChanges, actor: str) -> None:
@@ -190,6 +193,13 @@ def update_course(ctx: ServiceContext, course_id: int, changes: CourseChanges, a
             course.isocenter_x_mm = changes.isocenter.x_mm
             course.isocenter_y_mm = changes.isocenter.y_mm
             course.isocenter_z_mm = changes.isocenter.z_mm
+        if changes.machine_profile_name is not None:
+            machines.get_profile(session, changes.machine_profile_name)  # 404 names the known
+            course.machine_profile_name = changes.machine_profile_name
+        if changes.rotation_axis is not None:
+            course.rotation_axis_x_mm = changes.rotation_axis.x_mm
+            course.rotation_axis_y_mm = changes.rotation_axis.y_mm
+            course.rotation_axis_z_mm = changes.rotation_axis.z_mm
         after = _settings(course)
         if after != before:
             repo.record_audit(
@@ -210,4 +220,10 @@ def _settings(course: Course) -> dict[str, object]:
         "mode": course.mode,
         "site": course.site,
         "isocenter_lps_mm": [course.isocenter_x_mm, course.isocenter_y_mm, course.isocenter_z_mm],
+        "machine_profile": course.machine_profile_name,
+        "rotation_axis_lps_mm": [
+            course.rotation_axis_x_mm,
+            course.rotation_axis_y_mm,
+            course.rotation_axis_z_mm,
+        ],
     }

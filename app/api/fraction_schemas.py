@@ -10,6 +10,7 @@ from pydantic import BaseModel, Field
 from app.api.schemas_common import CouchCorrectionOut
 from app.api.signoff_schemas import SignoffPublic
 from app.db.models import Fraction
+from app.machines import machine_correction
 
 FractionStatus = Literal["queued", "running", "done", "failed"]
 
@@ -29,6 +30,42 @@ class SignOffOut(BaseModel):
     signed_by: str
     signed_at: datetime
     meaning: str
+
+
+class MachineCorrectionOut(BaseModel):
+    """The correction for the fraction's treatment machine (IEC table axes, mm and degrees).
+
+    ``measured``: the full 6-DOF correction; ``proposed``: what the machine should apply (its
+    axes only; a TomoTherapy roll about the bore axis with the translation that keeps the
+    isocentre in place); ``to_apply``: ``proposed``, or zeros within the no-move tolerance;
+    ``residual``: the 6-DOF correction still needed after ``to_apply``. ``beyond_limit``: axes
+    past the machine's limit, shown and never clipped.
+    """
+
+    profile_name: str
+    measured: CouchCorrectionOut
+    proposed: CouchCorrectionOut
+    to_apply: CouchCorrectionOut
+    residual: CouchCorrectionOut
+    moves: bool
+    beyond_limit: list[str]
+    flags: list[str]
+    isocenter_offset_from_axis_mm: list[float] | None = None
+    rotation_axis_lps_mm: list[float] | None = Field(
+        default=None, description="the course's bore-axis point used (None: unknown)"
+    )
+    messages: list[str]
+
+
+class VerificationOut(BaseModel):
+    """The verification scan taken after the couch move: its registration is the residual."""
+
+    fraction_id: int
+    status: FractionStatus
+    residual_6dof: CouchCorrectionOut | None = Field(
+        default=None, description="the 6-DOF correction still needed after the move"
+    )
+    trusted: bool | None = None
 
 
 class FractionPublic(BaseModel):
@@ -69,6 +106,16 @@ class FractionPublic(BaseModel):
         description="the current physician signature (latest; None until signed)",
     )
     sign_off: SignOffOut | None = Field(default=None, description="deprecated: use signoff")
+    station_name: str = Field(default="", description="the MVCT's StationName")
+    machine_correction: MachineCorrectionOut | None = Field(
+        default=None, description="the correction for the fraction's machine profile"
+    )
+    verifies_fraction_id: int | None = Field(
+        default=None, description="set on a verification scan: the fraction it checks"
+    )
+    verification: VerificationOut | None = Field(
+        default=None, description="the latest verification scan of this fraction"
+    )
 
 
 class ShiftLogEntry(BaseModel):
@@ -96,7 +143,10 @@ def review_url(base_url: str, fraction_id: int) -> str:
 
 
 def fraction_public(
-    fraction: Fraction, base_url: str, signoff: SignoffPublic | None = None
+    fraction: Fraction,
+    base_url: str,
+    signoff: SignoffPublic | None = None,
+    verification: Fraction | None = None,
 ) -> FractionPublic:
     job = fraction.job
     margin = fraction.course.ptv_margin_mm
@@ -123,6 +173,9 @@ def fraction_public(
         else SignOffOut(
             signed_by=signoff.printed_name, signed_at=signoff.signed_at, meaning=signoff.meaning
         ),
+        station_name=fraction.station_name,
+        verifies_fraction_id=fraction.verifies_fraction_id,
+        verification=None if verification is None else verification_out(verification),
     )
     if fraction.result is None:
         return view
@@ -139,7 +192,42 @@ def fraction_public(
             "trusted": result.trusted,
             "warnings": list(result.warnings),
             "engine_version": result.engine_version,
+            "machine_correction": machine_correction_out(fraction),
         }
+    )
+
+
+def machine_correction_out(fraction: Fraction) -> MachineCorrectionOut | None:
+    correction = machine_correction(fraction)
+    if correction is None:
+        return None
+    data = correction.to_dict()
+    axis = fraction.course.rotation_axis_point
+    return MachineCorrectionOut(
+        profile_name=correction.profile_name,
+        measured=CouchCorrectionOut(**data["measured"]),
+        proposed=CouchCorrectionOut(**data["proposed"]),
+        to_apply=CouchCorrectionOut(**data["to_apply"]),
+        residual=CouchCorrectionOut(**data["residual"]),
+        moves=data["moves"],
+        beyond_limit=data["beyond_limit"],
+        flags=data["flags"],
+        isocenter_offset_from_axis_mm=data["isocenter_offset_from_axis_mm"],
+        rotation_axis_lps_mm=None if axis is None else axis.as_array().tolist(),
+        messages=data["messages"],
+    )
+
+
+def verification_out(verification: Fraction) -> VerificationOut:
+    result = verification.result
+    engine = None if result is None else result.engine_result
+    return VerificationOut(
+        fraction_id=verification.id,
+        status=verification.job.status,  # type: ignore[arg-type]
+        residual_6dof=None
+        if engine is None
+        else CouchCorrectionOut.of(engine.couch_correction_6dof.rounded()),
+        trusted=None if engine is None else engine.trusted,
     )
 
 

@@ -163,7 +163,12 @@ def get_fraction(
     fraction = repo.fraction_by_id(session, fraction_id)
     if fraction is None:
         raise NotFoundError(f"fraction {fraction_id} does not exist")
-    return fraction_public(fraction, base_url(request, ctx), current_signoff(session, fraction_id))
+    return fraction_public(
+        fraction,
+        base_url(request, ctx),
+        current_signoff(session, fraction_id),
+        repo.verification_of(session, fraction_id),
+    )
 
 
 def current_signoff(session: Session, fraction_id: int) -> SignoffPublic | None:
@@ -197,5 +202,10 @@ def _load(ctx: ServiceContext, fraction_id: int, base: str) -> tuple[FractionPub
         fraction = repo.fraction_by_id(session, fraction_id)
         if fraction is None:  # pragma: no cover - it was committed before
             raise NotFoundError(f"fraction {fraction_id} does not exist")
-        view = fraction_public(fraction, base, current_signoff(session, fraction_id))
+        view = fraction_public(
+            fraction,
+            base,
+            current_signoff(session, fraction_id),
+            repo.verification_of(session, fraction_id),
+        )
         return view, fraction.job.error_status
