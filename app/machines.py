@@ -36,7 +36,13 @@ from app.db.models import Course, Fraction, utcnow
 from app.db.models_machine import MachineProfileRow
 from app.errors import NotFoundError, UnprocessableError
 from registration.couch import Dof
-from registration.machine import MachineProfile, MachineProfileError, profile_for_machine
+from registration.machine import (
+    Actuator,
+    AxisCapability,
+    MachineProfile,
+    MachineProfileError,
+    profile_for_machine,
+)
 from registration.machine_correction import MachineCorrection, correction_for_machine
 
 STATION_NAME_LENGTH = 64
@@ -131,9 +137,33 @@ def fraction_profile(fraction: Fraction) -> MachineProfile | None:
     return MachineProfile.from_dict(fraction.machine_profile)
 
 
-def machine_correction(fraction: Fraction) -> MachineCorrection | None:
-    """The correction the fraction's machine applies; None without a profile or a result."""
+def profile_for_dof(dof: Dof) -> MachineProfile:
+    """What a couch correcting ``dof`` degrees of freedom applies when no profile is known:
+    its axes by couch moves about the isocentre, no limits, no tolerance (the engine's refit)."""
+    moved = AxisCapability(Actuator.COUCH_TRANSLATION)
+    rotated = AxisCapability(Actuator.COUCH_ROTATION)
+    fixed = AxisCapability(Actuator.NOT_APPLIED)
+    return MachineProfile(
+        name=f"{int(dof)}-DOF couch (no machine profile)",
+        lateral=moved,
+        longitudinal=moved,
+        vertical=moved,
+        pitch=rotated if dof is Dof.SIX else fixed,
+        roll=rotated if dof in (Dof.SIX, Dof.TRANSLATIONS_ROLL) else fixed,
+        yaw=rotated if dof is Dof.SIX else fixed,
+        no_move_tolerance_mm=0.0,
+        no_move_tolerance_deg=0.0,
+    )
+
+
+def machine_correction(
+    fraction: Fraction, *, without_profile: bool = False
+) -> MachineCorrection | None:
+    """The correction the fraction's machine applies; None without a result, or without a
+    profile unless ``without_profile`` (then :func:`profile_for_dof` of the fraction's dof)."""
     profile = fraction_profile(fraction)
+    if profile is None and without_profile:
+        profile = profile_for_dof(Dof(fraction.dof))
     if profile is None or fraction.result is None:
         return None
     result = fraction.result.engine_result

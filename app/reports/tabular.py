@@ -20,7 +20,7 @@ from openpyxl.styles import Alignment, Font
 from openpyxl.utils import get_column_letter
 from openpyxl.worksheet.worksheet import Worksheet
 
-from app.reports.model import AWAITING, Report
+from app.reports.model import AWAITING, FractionRow, Report
 from app.reports.present import (
     AXIS_LABELS,
     DEFINITIONS,
@@ -30,7 +30,26 @@ from app.reports.present import (
     headline,
     notes,
 )
+from app.reports.present_parts import (
+    OFFLINE_HEADER,
+    OFFLINE_NOTE,
+    PART_HEADER,
+    PART_TITLES,
+    offline_rows,
+    part_notes,
+    part_values,
+)
 from registration.stats import MarginVerdict, PatientStatistics, PopulationTranslationStats
+
+_SIX: Final = ("lateral_mm", "longitudinal_mm", "vertical_mm", "pitch_deg", "roll_deg", "yaw_deg")
+#: per fraction, what the three parts are made of (see :mod:`registration.stats_parts`)
+PART_COLUMNS: Final = (
+    *(f"measured_{axis}" for axis in _SIX),
+    *(f"residual_{axis}" for axis in _SIX),
+    "residual_source",
+    *(f"adjustment_{axis}" for axis in _SIX),
+)
+
 
 #: the CSV header (and the XLSX "Fractions" header), units in the names
 CSV_COLUMNS: Final = (
@@ -50,6 +69,7 @@ CSV_COLUMNS: Final = (
     "decision",
     "signed_by",
     "signed_at",
+    *PART_COLUMNS,
 )
 _FORMULA_PREFIXES: Final = ("=", "+", "-", "@", "\t", "\r")
 _CSV_DECIMALS: Final = 4  # 0.1 µm: lossless for any shift a console reports
@@ -91,9 +111,27 @@ def fraction_values(report: Report) -> list[tuple[CellValue, ...]]:
             row.decision if row.decision is not None else AWAITING,
             row.signed_by,
             row.signed_at.astimezone(datetime.UTC) if row.signed_at is not None else None,
+            *part_columns(row).values(),
         )
         for row, vector_mm in zip(report.rows, report.vectors_mm, strict=True)
     ]
+
+
+def part_columns(row: FractionRow) -> dict[str, CellValue]:
+    """The fraction's measured 6-DOF correction, residual (and its source) and adjustment."""
+    values: dict[str, CellValue] = dict.fromkeys(PART_COLUMNS)
+    shifts = row.shifts
+    if shifts is None:
+        return values
+    values.update({f"measured_{k}": v for k, v in shifts.measured.as_dict().items()})
+    residual = shifts.residual()
+    if residual is not None:
+        values.update({f"residual_{k}": v for k, v in residual[0].as_dict().items()})
+        values["residual_source"] = residual[1].value
+    adjustment = shifts.adjustment()
+    if adjustment is not None:
+        values.update({f"adjustment_{k}": v for k, v in adjustment.as_dict().items()})
+    return values
 
 
 def _csv_cell(value: CellValue) -> str:
@@ -323,6 +361,30 @@ def _warnings_sheet(sheet: Worksheet, report: Report) -> None:
     _widths(sheet, [14, 10, 30, 13, 12, 12, 12, 110])
 
 
+def _parts_sheet(sheet: Worksheet, report: Report) -> None:
+    _append(sheet, ["Set-up error in three parts"], Font(bold=True, size=14))
+    for kind, title in PART_TITLES.items():
+        _append(sheet, [kind, title])
+    _append(sheet, [])
+    _header(sheet, PART_HEADER)
+    for values in part_values(report):
+        cells = _append(sheet, values)
+        if values[-1] == "not adequate":
+            cells[-1].font = _RED_BOLD
+    _append(sheet, [])
+    for note in part_notes(report):
+        _append(sheet, ["", note])
+    _widths(sheet, [18, 13, 6] + [11] * 9 + [22])
+
+
+def _offline_sheet(sheet: Worksheet, report: Report) -> None:
+    _append(sheet, [OFFLINE_NOTE])
+    _header(sheet, OFFLINE_HEADER)
+    for cells in offline_rows(report):
+        _append(sheet, cells)
+    _widths(sheet, [14, 10, 9, 24, 12, 26, 26, 110])
+
+
 def _about_sheet(sheet: Worksheet, report: Report) -> None:
     _append(sheet, [report.context.title], Font(bold=True, size=14))
     _append(sheet, [headline(report)])
@@ -341,7 +403,7 @@ def _about_sheet(sheet: Worksheet, report: Report) -> None:
 
 
 def to_xlsx(report: Report) -> bytes:
-    """Sheets Fractions, Patients, Population, Warnings, About (see the module docstring).
+    """Sheets Fractions, Patients, Population, Warnings, Three parts, Offline protocols, About.
 
     Numbers are stored at full precision and displayed with 2 decimals; dates are Excel dates,
     ``signed_at`` is an Excel date-time in UTC. An empty report keeps every sheet and header.
@@ -354,6 +416,8 @@ def to_xlsx(report: Report) -> bytes:
     _patients_sheet(workbook.create_sheet("Patients"), report)
     _population_sheet(workbook.create_sheet("Population"), report)
     _warnings_sheet(workbook.create_sheet("Warnings"), report)
+    _parts_sheet(workbook.create_sheet("Three parts"), report)
+    _offline_sheet(workbook.create_sheet("Offline protocols"), report)
     _about_sheet(workbook.create_sheet("About"), report)
     generated = report.context.generated_at_utc.replace(tzinfo=None)
     workbook.properties.title = f"{report.context.title}, {report.context.period.description}"
