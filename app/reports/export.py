@@ -25,7 +25,7 @@ from app.reports import (
     to_pdf,
     to_xlsx,
 )
-from app.reports.tabular import part_columns
+from app.reports.present_parts import part_columns
 
 #: every format a report can be exported in; ``json`` is the statistics and rows as data
 FORMATS: Final = ("json", "csv", "xlsx", "pdf", "html")

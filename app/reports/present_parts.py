@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Final
 
-from app.reports.model import Report
+from app.reports.model import FractionRow, Report
 from app.reports.present import VERDICT_LABELS, mm
 from registration.stats_offline import ProtocolOutcome
 from registration.stats_parts import ErrorPart, RotationErrors, TranslationErrors
@@ -49,6 +49,32 @@ OFFLINE_HEADER: Final = (
 )
 
 PartValue = str | int | float | None
+
+_SIX: Final = ("lateral_mm", "longitudinal_mm", "vertical_mm", "pitch_deg", "roll_deg", "yaw_deg")
+#: per fraction, what the three parts are made of (see :mod:`registration.stats_parts`)
+PART_COLUMNS: Final = (
+    *(f"measured_{axis}" for axis in _SIX),
+    *(f"residual_{axis}" for axis in _SIX),
+    "residual_source",
+    *(f"adjustment_{axis}" for axis in _SIX),
+)
+
+
+def part_columns(row: FractionRow) -> dict[str, PartValue]:
+    """The fraction's measured 6-DOF correction, residual (and its source) and adjustment."""
+    values: dict[str, PartValue] = dict.fromkeys(PART_COLUMNS)
+    shifts = row.shifts
+    if shifts is None:
+        return values
+    values.update({f"measured_{k}": v for k, v in shifts.measured.as_dict().items()})
+    residual = shifts.residual()
+    if residual is not None:
+        values.update({f"residual_{k}": v for k, v in residual[0].as_dict().items()})
+        values["residual_source"] = residual[1].value
+    adjustment = shifts.adjustment()
+    if adjustment is not None:
+        values.update({f"adjustment_{k}": v for k, v in adjustment.as_dict().items()})
+    return values
 
 
 def _translation(part: str, axis: str, e: TranslationErrors) -> list[PartValue]:

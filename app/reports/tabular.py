@@ -20,7 +20,7 @@ from openpyxl.styles import Alignment, Font
 from openpyxl.utils import get_column_letter
 from openpyxl.worksheet.worksheet import Worksheet
 
-from app.reports.model import AWAITING, FractionRow, Report
+from app.reports.model import AWAITING, Report
 from app.reports.present import (
     AXIS_LABELS,
     DEFINITIONS,
@@ -33,23 +33,15 @@ from app.reports.present import (
 from app.reports.present_parts import (
     OFFLINE_HEADER,
     OFFLINE_NOTE,
+    PART_COLUMNS,
     PART_HEADER,
     PART_TITLES,
     offline_rows,
+    part_columns,
     part_notes,
     part_values,
 )
 from registration.stats import MarginVerdict, PatientStatistics, PopulationTranslationStats
-
-_SIX: Final = ("lateral_mm", "longitudinal_mm", "vertical_mm", "pitch_deg", "roll_deg", "yaw_deg")
-#: per fraction, what the three parts are made of (see :mod:`registration.stats_parts`)
-PART_COLUMNS: Final = (
-    *(f"measured_{axis}" for axis in _SIX),
-    *(f"residual_{axis}" for axis in _SIX),
-    "residual_source",
-    *(f"adjustment_{axis}" for axis in _SIX),
-)
-
 
 #: the CSV header (and the XLSX "Fractions" header), units in the names
 CSV_COLUMNS: Final = (
@@ -115,23 +107,6 @@ def fraction_values(report: Report) -> list[tuple[CellValue, ...]]:
         )
         for row, vector_mm in zip(report.rows, report.vectors_mm, strict=True)
     ]
-
-
-def part_columns(row: FractionRow) -> dict[str, CellValue]:
-    """The fraction's measured 6-DOF correction, residual (and its source) and adjustment."""
-    values: dict[str, CellValue] = dict.fromkeys(PART_COLUMNS)
-    shifts = row.shifts
-    if shifts is None:
-        return values
-    values.update({f"measured_{k}": v for k, v in shifts.measured.as_dict().items()})
-    residual = shifts.residual()
-    if residual is not None:
-        values.update({f"residual_{k}": v for k, v in residual[0].as_dict().items()})
-        values["residual_source"] = residual[1].value
-    adjustment = shifts.adjustment()
-    if adjustment is not None:
-        values.update({f"adjustment_{k}": v for k, v in adjustment.as_dict().items()})
-    return values
 
 
 def _csv_cell(value: CellValue) -> str:
