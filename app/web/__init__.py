@@ -19,7 +19,7 @@ STATIC_DIR = Path(__file__).with_name("static")
 
 
 def install(app: FastAPI, settings: WebSettings | None = None) -> None:
-    from app.web import deps, routes_auth, routes_review, routes_worklist
+    from app.web import deps, routes_auth, routes_reports, routes_review, routes_worklist
     from app.web.volumes import ReviewVolumes
 
     web = settings or WebSettings()
@@ -40,4 +40,5 @@ def install(app: FastAPI, settings: WebSettings | None = None) -> None:
     app.include_router(routes_auth.router)
     app.include_router(routes_worklist.router)
     app.include_router(routes_review.router)
+    app.include_router(routes_reports.router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
