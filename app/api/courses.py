@@ -13,20 +13,26 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from app.api.deps import Configurer, ContextDep, CourseEditor, Reader, SessionDep
 from app.api.fractions import (
-    MAX_ID,
     NO_CONTROL_CHARS,
     IsocenterField,
     PatientIdField,
     SeriesUidField,
     parse_isocenter,
 )
-from app.api.schemas_common import ERROR_RESPONSES
 from app.context import ServiceContext
-from app.courses import CourseChanges, CourseCreated, CourseRequest, create_course, update_course
 from app.db import repository as repo
 from app.db.models import Course
+from app.deps import MAX_ID
 from app.errors import NotFoundError
-from app.ingest import Upload, save_uploads, upload_folder
+from app.schemas.common import ERROR_RESPONSES
+from app.services.courses import (
+    CourseChanges,
+    CourseCreated,
+    CourseRequest,
+    create_course,
+    update_course,
+)
+from app.services.ingest import Upload, save_uploads, upload_folder
 from registration.couch import Dof
 from registration.frames import PatientPosition
 from registration.geometry import LpsPoint

@@ -7,10 +7,10 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from app.api.schemas_common import CouchCorrectionOut
-from app.api.signoff_schemas import SignoffPublic
 from app.db.models import Fraction
-from app.machines import machine_correction
+from app.schemas.common import CouchCorrectionOut
+from app.schemas.signoff import SignoffPublic
+from app.services.machines import machine_correction
 
 FractionStatus = Literal["queued", "running", "done", "failed"]
 

@@ -15,19 +15,18 @@ from fastapi import APIRouter, Body, Depends, Path, Response
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 
-from app.api.deps import ContextDep, Principal, SessionDep, require_role
-from app.api.schemas_common import ERROR_RESPONSES
-from app.db.models import Role
+from app.api.deps import ContextDep, Principal, SessionDep, require, require_role
 from app.errors import UnprocessableError
-from app.machines import all_profiles, get_profile, read_profile, set_profile
+from app.permissions import Action, roles_for
+from app.schemas.common import ERROR_RESPONSES
+from app.services.machines import all_profiles, get_profile, read_profile, set_profile
 
 router = APIRouter(prefix="/api/v1", tags=["machine profiles"], responses=ERROR_RESPONSES)
 
-ProfileReader = Annotated[
-    Principal,
-    Depends(require_role(Role.CONSOLE, Role.THERAPIST, Role.PHYSICIAN, Role.PHYSICIST, Role.ADMIN)),
-]
-ProfileEditor = Annotated[Principal, Depends(require_role(Role.PHYSICIST, Role.ADMIN))]
+#: who reads fractions reads the profiles behind their corrections; who manages them too
+_READERS = tuple(dict.fromkeys(roles_for(Action.READ) + roles_for(Action.MANAGE_MACHINES)))
+ProfileReader = Annotated[Principal, Depends(require_role(*_READERS))]
+ProfileEditor = Annotated[Principal, Depends(require(Action.MANAGE_MACHINES))]
 ProfileName = Annotated[str, Path(min_length=1, max_length=100, pattern=r"^[^\x00-\x1f\x7f/]*$")]
 
 

@@ -1,8 +1,8 @@
 """``POST /api/v1/fractions/{id}/verification``: the MVCT taken after the couch move.
 
-Its registration is the residual set-up error of the fraction (see :mod:`app.verification`).
-The answer is the verification scan as a fraction (``verifies_fraction_id`` set); the verified
-fraction shows it under ``verification``.
+Its registration is the residual set-up error of the fraction (see
+:mod:`app.services.verification`). The answer is the verification scan as a fraction
+(``verifies_fraction_id`` set); the verified fraction shows it under ``verification``.
 """
 
 from __future__ import annotations
@@ -15,13 +15,14 @@ from fastapi.concurrency import run_in_threadpool
 
 from app.api.deps import Console, ContextDep
 from app.api.fraction_schemas import FractionPublic
-from app.api.fractions import MAX_ID, _load, base_url
-from app.api.schemas_common import ERROR_RESPONSES
+from app.api.fractions import _load, base_url
 from app.context import ServiceContext
 from app.db.models import JobStatus
-from app.fractions import Received
-from app.ingest import Upload, save_uploads, upload_folder
-from app.verification import receive_verification
+from app.deps import MAX_ID
+from app.schemas.common import ERROR_RESPONSES
+from app.services.fractions import Received
+from app.services.ingest import Upload, save_uploads, upload_folder
+from app.services.verification import receive_verification
 
 router = APIRouter(prefix="/api/v1", tags=["fractions"], responses=ERROR_RESPONSES)
 

@@ -40,7 +40,7 @@ from app.db.signoff_repo import latest_signoffs, signed_correction
 from app.dicom import RegExportError
 from app.dicom.reg_build import PatientStudy, RegContent, SeriesRef, build_reg
 from app.errors import NotFoundError
-from app.machines import machine_correction
+from app.services.machines import machine_correction
 from registration.adjustment import adjusted_planning_to_daily
 from registration.couch import CouchCorrection
 from registration.result import RegistrationResult as EngineResult

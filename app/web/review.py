@@ -11,8 +11,8 @@ from app.db import repository as repo
 from app.db import signoff_repo
 from app.db.models import Fraction
 from app.db.models_signoff import Decision, Signoff
-from app.machines import fraction_profile, machine_correction, profile_for_dof
-from app.signoff import LARGE_SHIFT_MM
+from app.services.machines import fraction_profile, machine_correction, profile_for_dof
+from app.services.signoff import LARGE_SHIFT_MM
 from app.storage import ImageStore
 from app.web.plot import Point, translations_svg
 from app.web.worklist import machine_of

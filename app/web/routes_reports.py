@@ -2,10 +2,10 @@
 
 ``/reports`` shows the form, the report itself (``/reports/view``, the self-contained HTML the
 API serves, in a frame) and download links (``/reports/download``). Every one of them builds
-the report with :func:`app.reports.query.make_report` and renders it with
-:func:`app.reports.export.render`, exactly as ``GET /api/v1/reports/weekly`` does: the same
-report from the same data. Physicists only (the API also lets admins read reports, but admins
-have no page session).
+the report with :func:`app.services.reports.query.make_report` and renders it with
+:func:`app.services.reports.export.render`, exactly as ``GET /api/v1/reports/weekly`` does:
+the same report from the same data. Who may: ``Action.READ_REPORTS`` of
+:mod:`app.permissions` (on the pages: physicists; admins have no page session).
 """
 
 from __future__ import annotations
@@ -19,13 +19,14 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 from sqlalchemy import select
 
-from app.api.deps import ContextDep
 from app.context import ServiceContext
-from app.db.models import Course, Role
-from app.reports import MEDIA_TYPES, ReportInputError
-from app.reports.export import file_name, parse_period, render
-from app.reports.model import Report
-from app.reports.query import ReportRequest, make_report
+from app.db.models import Course
+from app.deps import ContextDep
+from app.permissions import Action, may
+from app.services.reports import MEDIA_TYPES, ReportInputError
+from app.services.reports.export import file_name, parse_period, render
+from app.services.reports.model import Report
+from app.services.reports.query import ReportRequest, make_report
 from app.web import sessions
 from app.web.deps import SECURITY_HEADERS, PageViewer, WebRefusalError, page
 from app.web.sessions import Viewer
@@ -46,7 +47,7 @@ Site = Annotated[str | None, Query(max_length=100, pattern=r"^[^\x00-\x1f\x7f]*$
 
 
 def _physicist(viewer: Viewer) -> None:
-    if viewer.role is not Role.PHYSICIST:
+    if not may(viewer.role, Action.READ_REPORTS):
         raise WebRefusalError(403, "the set-up error reports are for physicists")
 
 

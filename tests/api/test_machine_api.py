@@ -6,12 +6,12 @@ Results are written directly (tests/e2e/review_data.py), so no engine runs here.
 from __future__ import annotations
 
 import math
-import sys
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 import pytest
+import review_data
 import service_fixtures as sf
 from pydicom import dcmread
 from service_fixtures import TestClient
@@ -21,9 +21,6 @@ from app.db.models import AuditEvent, Role
 from registration.couch import Dof
 from registration.frames import PatientPosition
 from registration.machine import THREE_DOF_COUCH, TOMOTHERAPY_HI_ART
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "e2e"))
-import review_data
 
 HI_ART = quote(TOMOTHERAPY_HI_ART.name)
 

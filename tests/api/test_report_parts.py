@@ -12,28 +12,24 @@ import csv
 import datetime
 import io
 import itertools
-import sys
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import openpyxl
 import pypdf
 import pytest
+import review_data
 import service_fixtures as sf
 from service_fixtures import TestClient
 
-from app.accounts import add_user
 from app.db.models import Course, Fraction, ImageSeries, Job, RegistrationResult, Role
 from app.db.models_signoff import Signoff
+from app.services.accounts import add_user
 from registration.couch import couch_correction_6dof
 from registration.frames import PatientPosition, rot_z
 from registration.geometry import LpsPoint
 from registration.simulate import rigid_about
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "e2e"))
-import review_data
 
 URL = "/api/v1/reports/weekly"
 WEEK = "2026-W46"

@@ -6,19 +6,16 @@ is the known motion left after a couch move, so the residual it must show is kno
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Any
 
+import review_data
 import service_fixtures as sf
 from service_fixtures import TestClient
 
 from registration.couch import couch_correction_6dof
 from registration.frames import PatientPosition, rot_z
 from registration.simulate import rigid_about
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "e2e"))
-import review_data
 
 
 def post_verification(

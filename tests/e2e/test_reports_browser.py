@@ -9,8 +9,8 @@ import httpx
 import service_fixtures as sf
 from e2e_support import PASSWORD, LiveServer, sign_in
 
-from app.accounts import add_user, create_api_key
 from app.db.models import Role
+from app.services.accounts import add_user, create_api_key
 
 PHYSICIST = ("phys-e2e", "E2E Physicist")
 
