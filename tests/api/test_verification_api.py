@@ -9,10 +9,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pytest
 import review_data
 import service_fixtures as sf
 from service_fixtures import TestClient
 
+from app.db.models_dicom import DicomSeries
+from app.dicom import DicomError
+from app.dicom.series_ingest import mvct_fraction
 from registration.couch import couch_correction_6dof
 from registration.frames import PatientPosition, rot_z
 from registration.simulate import rigid_about
@@ -84,3 +88,33 @@ def test_a_verification_of_a_verification_or_of_no_fraction_is_refused_with_word
     used = post_verification(client, console, fraction["id"], series.mvcts[0])
     assert used.status_code == 422
     assert "not as a verification" in used.json()["detail"]
+
+
+def test_over_dicom_a_series_matching_the_pattern_verifies_the_patients_fraction_of_today(
+    tmp_path: Path, sqlite_url: str, series: sf.Samples
+) -> None:
+    settings = sf.make_settings(tmp_path, sqlite_url, dicom_verification_pattern=r"verif")
+    with TestClient(sf.create_app(settings)) as client:
+        console = sf.add_api_key(client, "console-1")
+        ctx = client.app.state.context  # type: ignore[attr-defined]
+        scan_series = DicomSeries(
+            series_instance_uid="1.2.3.999",
+            patient_id=sf.PATIENT_ID,
+            series_description="MVCT Verification",
+            source="dicom",
+            sender="TOMO",
+            kind="mvct",
+            state="pending",
+        )
+        files = [(p.name, p) for p in sf.Samples.files(series, series.mvcts[6])]
+        with pytest.raises(DicomError, match="has no fraction received today to verify"):
+            mvct_fraction(ctx, scan_series, files, "dicom:TOMO")
+        fraction = review_data.post_fraction(
+            client, console, series.mvcts[0], planning=series.planning, patient_id=sf.PATIENT_ID
+        )
+        course_id, scan_id = mvct_fraction(ctx, scan_series, files, "dicom:TOMO") or (0, 0)
+        assert course_id == fraction["course_id"]
+        scan = client.get(f"/api/v1/fractions/{scan_id}", headers=console).json()
+        assert scan["verifies_fraction_id"] == fraction["id"]
+        shown = client.get(f"/api/v1/fractions/{fraction['id']}", headers=console).json()
+        assert shown["verification"]["fraction_id"] == scan_id
