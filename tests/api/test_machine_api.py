@@ -191,3 +191,28 @@ def test_a_correction_beyond_a_limit_is_flagged_and_kept(
     assert "beyond_limit" in machine["flags"]
     assert abs(machine["to_apply"]["vertical_mm"]) > 1.0  # shown, not clipped
     assert any("not clipped" in m for m in machine["messages"])
+
+
+def test_a_bore_axis_roll_with_the_axis_unknown_is_held_until_a_reason_or_the_axis_is_given(
+    client: TestClient, console: dict[str, str], physicist: dict[str, str], series: sf.Samples
+) -> None:
+    sf.add_person(client, "dr-m", Role.PHYSICIAN, "a long password")
+    first = post(
+        client, console, series.mvcts[0], planning=series.planning, isocenter=iso_text(series)
+    )
+    course = f"/api/v1/courses/{first['course_id']}"
+    client.patch(course, headers=physicist, json={"machine_profile": TOMOTHERAPY_HI_ART.name})
+    fraction = post(client, console, series.mvcts[2], course_id=str(first["course_id"]))
+    data = review_data.known_result(
+        series.motions[2], series.isocenter, PatientPosition.HFS, Dof.TRANSLATIONS_ROLL
+    )
+    review_data.store_result(client.app.state.context, fraction["id"], data)  # type: ignore[attr-defined]
+    sign = {"username": "dr-m", "password": "a long password", "decision": "approved"}
+    url = f"/api/v1/fractions/{fraction['id']}/signoff"
+    held = client.post(url, json=sign)
+    assert held.status_code == 422
+    assert "bore axis" in held.json()["detail"]
+    iso = series.isocenter
+    axis = [iso.x_mm, iso.y_mm, iso.z_mm]  # the isocentre on the axis: nothing to add
+    client.patch(course, headers=physicist, json={"rotation_axis_lps_mm": axis})
+    assert client.post(url, json=sign).status_code == 201
