@@ -124,6 +124,19 @@ def profile_for_fraction(
     return profile_for_machine(profiles, station_name=station_name or None)
 
 
+def profile_name_for_machine(
+    session: Session, station_name: str | None = None, treatment_machine_name: str | None = None
+) -> str | None:
+    """The stored profile matching an MVCT's StationName, else a plan's TreatmentMachineName.
+
+    For the plan's ingest: a course without a profile can take this one
+    (``CourseChanges(machine_profile_name=…)``), so its fractions follow the planned machine.
+    """
+    profiles = tuple(row.machine_profile for row in all_profiles(session))
+    found = profile_for_machine(profiles, station_name, treatment_machine_name)
+    return None if found is None else found.name
+
+
 def fraction_dof(requested: Dof | None, profile: MachineProfile | None, course: Course) -> Dof:
     if requested is not None:
         return requested

@@ -12,6 +12,7 @@ from app.cli import main
 from app.db import migrate
 from app.db.engine import make_engine, make_session_factory
 from app.db.models import AuditEvent
+from app.services.machines import profile_name_for_machine
 from registration.machine import GENERIC_6DOF_COUCH
 
 
@@ -60,3 +61,12 @@ def test_a_bad_profile_file_or_an_unknown_name_is_a_message_not_a_traceback(
     assert "cannot be read: KeyError" in capsys.readouterr().err
     assert main(["machine-profiles", "show", "Nope", "--database-url", database]) == 2
     assert "no machine profile 'Nope'" in capsys.readouterr().err
+
+
+def test_a_plans_treatment_machine_name_finds_its_stored_profile(database: str) -> None:
+    engine = make_engine(database)
+    with make_session_factory(engine)() as session:
+        assert profile_name_for_machine(session, treatment_machine_name=" RADIXACT ") == "Radixact"
+        assert profile_name_for_machine(session, "HiArt", "Radixact") == "TomoTherapy Hi·Art"
+        assert profile_name_for_machine(session, treatment_machine_name="TrueBeam") is None
+    engine.dispose()
