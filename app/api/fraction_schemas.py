@@ -10,7 +10,9 @@ from pydantic import BaseModel, Field
 from app.db.models import Fraction
 from app.schemas.common import CouchCorrectionOut
 from app.schemas.signoff import SignoffPublic
-from app.services.machines import machine_correction
+from app.services.machines import machine_correction, signed_machine_correction
+from registration.couch import CouchCorrection
+from registration.machine_correction import MachineCorrection
 
 FractionStatus = Literal["queued", "running", "done", "failed"]
 
@@ -110,6 +112,11 @@ class FractionPublic(BaseModel):
     machine_correction: MachineCorrectionOut | None = Field(
         default=None, description="the correction for the fraction's machine profile"
     )
+    machine_correction_signed: MachineCorrectionOut | None = Field(
+        default=None,
+        description="the machine's correction for the signed correction: its to_apply is what "
+        "the couch applies after sign-off (None until approved, or without a profile)",
+    )
     verifies_fraction_id: int | None = Field(
         default=None, description="set on a verification scan: the fraction it checks"
     )
@@ -193,12 +200,24 @@ def fraction_public(
             "warnings": list(result.warnings),
             "engine_version": result.engine_version,
             "machine_correction": machine_correction_out(fraction),
+            "machine_correction_signed": _signed_out(fraction, signoff),
         }
     )
 
 
-def machine_correction_out(fraction: Fraction) -> MachineCorrectionOut | None:
-    correction = machine_correction(fraction)
+def _signed_out(fraction: Fraction, signoff: SignoffPublic | None) -> MachineCorrectionOut | None:
+    if signoff is None or signoff.couch_correction is None:
+        return None
+    signed = CouchCorrection(**signoff.couch_correction.model_dump())
+    correction = signed_machine_correction(fraction, signed)
+    return None if correction is None else machine_correction_out(fraction, correction)
+
+
+def machine_correction_out(
+    fraction: Fraction, correction: MachineCorrection | None = None
+) -> MachineCorrectionOut | None:
+    """``correction`` (default: the registration's machine correction) as the API shows it."""
+    correction = correction or machine_correction(fraction)
     if correction is None:
         return None
     data = correction.to_dict()

@@ -35,7 +35,8 @@ from app.db import repository as repo
 from app.db.models import Course, Fraction, utcnow
 from app.db.models_machine import MachineProfileRow
 from app.errors import NotFoundError, UnprocessableError
-from registration.couch import Dof
+from registration.adjustment import adjusted_planning_to_daily
+from registration.couch import CouchCorrection, Dof
 from registration.machine import (
     Actuator,
     AxisCapability,
@@ -182,6 +183,36 @@ def machine_correction(
     result = fraction.result.engine_result
     return correction_for_machine(
         result.planning_to_daily_lps,
+        result.isocenter_lps_mm,
+        result.patient_position,
+        profile,
+        rotation_axis_point=fraction.course.rotation_axis_point,
+    )
+
+
+def signed_machine_correction(
+    fraction: Fraction, signed: CouchCorrection
+) -> MachineCorrection | None:
+    """What the fraction's machine applies for the ``signed`` correction (None without a profile).
+
+    The signed correction is about the isocentre, like the proposed one; the machine's move for
+    it is the machine correction of the measured motion composed with the physician's adjustment
+    (:func:`registration.adjustment.adjusted_planning_to_daily`), so a TomoTherapy roll about
+    the bore axis carries its isocentre-keeping translation for the signed values too.
+    """
+    profile = fraction_profile(fraction)
+    if profile is None or fraction.result is None:
+        return None
+    result = fraction.result.engine_result
+    adjusted = adjusted_planning_to_daily(
+        result.planning_to_daily_lps,
+        result.couch_correction,
+        signed,
+        result.isocenter_lps_mm,
+        result.patient_position,
+    )
+    return correction_for_machine(
+        adjusted.planning_to_daily_lps,
         result.isocenter_lps_mm,
         result.patient_position,
         profile,

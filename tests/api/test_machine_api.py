@@ -213,6 +213,22 @@ def test_a_bore_axis_roll_with_the_axis_unknown_is_held_until_a_reason_or_the_ax
     assert held.status_code == 422
     assert "bore axis" in held.json()["detail"]
     iso = series.isocenter
-    axis = [iso.x_mm, iso.y_mm, iso.z_mm]  # the isocentre on the axis: nothing to add
+    axis = [iso.x_mm - 100.0, iso.y_mm, iso.z_mm]  # 100 mm to the patient's right
     client.patch(course, headers=physicist, json={"rotation_axis_lps_mm": axis})
-    assert client.post(url, json=sign).status_code == 201
+    nudged = dict(data["couch_correction"]) | {
+        "lateral_mm": data["couch_correction"]["lateral_mm"] + 1.0
+    }
+    answer = client.post(url, json=sign | {"couch_correction": nudged, "reason": "nudge"})
+    assert answer.status_code == 201, answer.text
+    shown = client.get(f"/api/v1/fractions/{fraction['id']}", headers=console).json()
+    assert shown["signoff"]["decision"] == "approved_adjusted"
+    applied = shown["machine_correction_signed"]["to_apply"]
+    roll_rad = math.radians(applied["roll_deg"])
+    assert applied["roll_deg"] == pytest.approx(nudged["roll_deg"], abs=0.011)
+    # the signed values, about the isocentre, plus the bore-axis term of the roll
+    assert applied["vertical_mm"] == pytest.approx(
+        nudged["vertical_mm"] + 100.0 * math.sin(roll_rad), abs=0.02
+    )
+    assert applied["lateral_mm"] == pytest.approx(
+        nudged["lateral_mm"] - 100.0 * (1.0 - math.cos(roll_rad)), abs=0.02
+    )
