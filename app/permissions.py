@@ -4,9 +4,12 @@
 role          may
 ============  ====================================================================
 console       read; post planning CTs and MVCTs; create courses
-therapist     read; use the review pages (worklist, review, no signing)
-physician     read; create and change courses; use the review pages; sign off
-physicist     read; create and change courses; use the review pages; reports; machine profiles
+therapist     read; use the review pages (worklist, review, no signing); enter a QA offset
+physician     read; create and change courses; use the review pages; sign off; acknowledge
+              an anatomy-change alert
+physicist     read; create and change courses; use the review pages; reports; machine
+              profiles; daily QA (QA courses, offsets, acknowledging a failed QA scan, the
+              monthly export); decide what a held (unassigned) DICOM series is
 admin         reports; machine profiles (users and API keys: the command line)
 ============  ====================================================================
 
@@ -32,11 +35,16 @@ class Action(StrEnum):
     SIGN_OFF = "sign_off"  #: approve, adjust or reject a fraction's correction
     READ_REPORTS = "read_reports"  #: weekly set-up error reports
     MANAGE_MACHINES = "manage_machines"  #: change the treatment machine profiles
+    ACKNOWLEDGE_ANATOMY = "acknowledge_anatomy"  #: read an anatomy-change alert, with a note
+    ENTER_QA_OFFSET = "enter_qa_offset"  #: the couch offset applied to the QA phantom
+    MANAGE_QA = "manage_qa"  #: QA courses, acknowledging a failed QA scan, the monthly export
+    #: list the received DICOM series no rule identified; assign each, or discard it
+    ASSIGN_DICOM_SERIES = "assign_dicom_series"
 
 
 ALLOWED: Mapping[Role, frozenset[Action]] = {
     Role.CONSOLE: frozenset({Action.READ, Action.POST_IMAGES, Action.CREATE_COURSE}),
-    Role.THERAPIST: frozenset({Action.READ, Action.USE_PAGES}),
+    Role.THERAPIST: frozenset({Action.READ, Action.USE_PAGES, Action.ENTER_QA_OFFSET}),
     Role.PHYSICIAN: frozenset(
         {
             Action.READ,
@@ -44,6 +52,7 @@ ALLOWED: Mapping[Role, frozenset[Action]] = {
             Action.CHANGE_COURSE,
             Action.USE_PAGES,
             Action.SIGN_OFF,
+            Action.ACKNOWLEDGE_ANATOMY,
         }
     ),
     Role.PHYSICIST: frozenset(
@@ -54,6 +63,9 @@ ALLOWED: Mapping[Role, frozenset[Action]] = {
             Action.USE_PAGES,
             Action.READ_REPORTS,
             Action.MANAGE_MACHINES,
+            Action.ENTER_QA_OFFSET,
+            Action.MANAGE_QA,
+            Action.ASSIGN_DICOM_SERIES,
         }
     ),
     Role.ADMIN: frozenset({Action.READ_REPORTS, Action.MANAGE_MACHINES}),

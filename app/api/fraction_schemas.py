@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
 from app.db.models import Fraction
 from app.schemas.common import CouchCorrectionOut
 from app.schemas.signoff import SignoffPublic
+from app.services.anatomy import ALERT_WARNING, AnatomyEntry
+from app.services.daily_qa import QaDay
 from app.services.machines import machine_correction, signed_machine_correction
 from registration.couch import CouchCorrection
 from registration.machine_correction import MachineCorrection
@@ -123,6 +125,22 @@ class FractionPublic(BaseModel):
     verification: VerificationOut | None = Field(
         default=None, description="the latest verification scan of this fraction"
     )
+    anatomy: dict[str, Any] | None = Field(
+        default=None,
+        description="how the anatomy changed since planning, measured after the rigid match: "
+        "{figures (mm, %; negative = inward/smaller: weight loss), alert {alert, reasons, "
+        "messages}, warning ('anatomy changed: consider re-planning' or null), acknowledged}; "
+        "null until measured. The alert never changes 'trusted'.",
+    )
+    anatomy_note: str | None = Field(
+        default=None, description="why the anatomy could not be measured on this fraction"
+    )
+    qa: dict[str, Any] | None = Field(
+        default=None,
+        description="a QA phantom scan's verdict: the correction found against the one expected "
+        "from qa_expected_offset (the couch offset APPLIED to the phantom, IEC mm/deg), per "
+        "axis, and the image figures against the baseline; null for a patient fraction",
+    )
 
 
 class ShiftLogEntry(BaseModel):
@@ -153,6 +171,10 @@ def fraction_public(
     fraction: Fraction,
     base_url: str,
     signoff: SignoffPublic | None = None,
+    *,
+    anatomy: AnatomyEntry | None = None,
+    anatomy_note: str | None = None,
+    qa: QaDay | None = None,
     verification: Fraction | None = None,
 ) -> FractionPublic:
     job = fraction.job
@@ -183,6 +205,9 @@ def fraction_public(
         station_name=fraction.station_name,
         verifies_fraction_id=fraction.verifies_fraction_id,
         verification=None if verification is None else verification_out(verification),
+        anatomy=None if anatomy is None else anatomy.to_dict(),
+        anatomy_note=anatomy_note,
+        qa=None if qa is None else qa.to_dict(),
     )
     if fraction.result is None:
         return view
@@ -197,7 +222,8 @@ def fraction_public(
             "isocenter_lps_mm": stored["isocenter_lps_mm"],
             "quality": QualityOut(**stored["quality"]),
             "trusted": result.trusted,
-            "warnings": list(result.warnings),
+            "warnings": list(result.warnings)
+            + ([ALERT_WARNING] if anatomy is not None and anatomy.alert.alert else []),
             "engine_version": result.engine_version,
             "machine_correction": machine_correction_out(fraction),
             "machine_correction_signed": _signed_out(fraction, signoff),

@@ -14,6 +14,7 @@ from app.db.models_signoff import Decision, Signoff
 from app.services.machines import fraction_profile, machine_correction, profile_for_dof
 from app.services.signoff import LARGE_SHIFT_MM
 from app.storage import ImageStore
+from app.web.anatomy_view import anatomy_view
 from app.web.plot import Point, translations_svg
 from app.web.worklist import machine_of
 from registration.couch import CouchCorrection, Dof, correction_as_planning_to_daily
@@ -61,6 +62,7 @@ def review_context(db: Session, store: ImageStore, fraction: Fraction) -> dict[s
         "trend_svg": _trend(db, fraction),
         "rotation_nudges": rotation_nudges(fraction),
         "machine_correction": None if machine is None else machine.to_dict(),
+        "anatomy": anatomy_view(db, fraction),
         "config": _viewer_config(fraction, result, current, position),
     }
 
