@@ -2,7 +2,7 @@
 fraction's station name, profile snapshot and verification link
 
 Revision ID: 0010
-Revises: 0007
+Revises: 0006
 
 Columns are added, never rebuilt (SQLite cannot rebuild tables that others reference, see 0005),
 so ``fractions.verifies_fraction_id`` carries no foreign-key constraint; the use case checks it.
@@ -18,7 +18,7 @@ from alembic import op
 from registration.machine import SHIPPED_PROFILES
 
 revision = "0010"
-down_revision = "0007"
+down_revision = "0006"
 branch_labels = None
 depends_on = None
 
