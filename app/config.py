@@ -87,6 +87,9 @@ class Settings(BaseSettings):
     #: a series no rule identifies: held for a physicist (``unassigned``, GET
     #: /api/v1/dicom/unassigned), taken as an MVCT, or ignored; never a planning CT by itself
     dicom_unmatched_series: Literal["unassigned", "mvct", "ignore"] = "unassigned"
+    #: an MVCT whose SeriesDescription matches this regular expression (case-insensitive;
+    #: empty: off) is a verification scan of the patient's latest fraction of the same UTC day
+    dicom_verification_pattern: str = ""
     #: a received series is complete when its association has ended and no instance came for this
     dicom_quiet_s: float = Field(default=5.0, ge=0, le=3600)
     #: after sign-off, C-STORE the REG to ``AET@host:port``; empty: off

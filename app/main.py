@@ -21,10 +21,12 @@ from app.api import (
     docs,
     fractions,
     health,
+    machine_profiles,
     patients,
     registration_dcm,
     reports,
     signoff,
+    verification,
 )
 from app.api import errors as api_errors
 from app.api import faults as api_faults
@@ -75,6 +77,8 @@ def create_app(settings: Settings | None = None, *, pool: WorkerPool | None = No
     app.include_router(health.router)
     app.include_router(fractions.router)
     app.include_router(courses.router)
+    app.include_router(machine_profiles.router)
+    app.include_router(verification.router)
     app.include_router(patients.router)
     app.include_router(reports.router)
     app.include_router(signoff.router)

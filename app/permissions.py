@@ -7,10 +7,10 @@ console       read; post planning CTs and MVCTs; create courses
 therapist     read; use the review pages (worklist, review, no signing); enter a QA offset
 physician     read; create and change courses; use the review pages; sign off; acknowledge
               an anatomy-change alert
-physicist     read; create and change courses; use the review pages; reports; daily QA
-              (QA courses, offsets, acknowledging a failed QA scan, the monthly export);
-              decide what a held (unassigned) DICOM series is
-admin         reports (users and API keys are managed from the command line)
+physicist     read; create and change courses; use the review pages; reports; machine
+              profiles; daily QA (QA courses, offsets, acknowledging a failed QA scan, the
+              monthly export); decide what a held (unassigned) DICOM series is
+admin         reports; machine profiles (users and API keys: the command line)
 ============  ====================================================================
 
 A new role is a member of :class:`app.db.models.Role` and a row of :data:`ALLOWED`; a new kind
@@ -34,6 +34,7 @@ class Action(StrEnum):
     USE_PAGES = "use_pages"  #: sign in to the review pages
     SIGN_OFF = "sign_off"  #: approve, adjust or reject a fraction's correction
     READ_REPORTS = "read_reports"  #: weekly set-up error reports
+    MANAGE_MACHINES = "manage_machines"  #: change the treatment machine profiles
     ACKNOWLEDGE_ANATOMY = "acknowledge_anatomy"  #: read an anatomy-change alert, with a note
     ENTER_QA_OFFSET = "enter_qa_offset"  #: the couch offset applied to the QA phantom
     MANAGE_QA = "manage_qa"  #: QA courses, acknowledging a failed QA scan, the monthly export
@@ -61,12 +62,13 @@ ALLOWED: Mapping[Role, frozenset[Action]] = {
             Action.CHANGE_COURSE,
             Action.USE_PAGES,
             Action.READ_REPORTS,
+            Action.MANAGE_MACHINES,
             Action.ENTER_QA_OFFSET,
             Action.MANAGE_QA,
             Action.ASSIGN_DICOM_SERIES,
         }
     ),
-    Role.ADMIN: frozenset({Action.READ_REPORTS}),
+    Role.ADMIN: frozenset({Action.READ_REPORTS, Action.MANAGE_MACHINES}),
 }
 
 

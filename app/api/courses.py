@@ -54,6 +54,15 @@ class CoursePublic(BaseModel):
     site: str
     created_at: datetime
     created_by: str
+    machine_profile: str | None = Field(
+        default=None,
+        description="the course's machine profile; None: matched per fraction by StationName",
+    )
+    rotation_axis_lps_mm: list[float] | None = Field(
+        default=None,
+        description="a point of the machine's bore axis, planning LPS mm (TomoTherapy: the "
+        "plan's machine isocentre); None: unknown, a bore-axis roll is flagged",
+    )
 
 
 class CourseUpdate(BaseModel):
@@ -66,6 +75,12 @@ class CourseUpdate(BaseModel):
     mode: Mode | None = None
     site: str | None = Field(default=None, max_length=100, pattern=NO_CONTROL_CHARS)
     isocenter_lps_mm: list[Annotated[float, Field(allow_inf_nan=False)]] | None = Field(
+        default=None, min_length=3, max_length=3
+    )
+    machine_profile: str | None = Field(
+        default=None, min_length=1, max_length=100, pattern=NO_CONTROL_CHARS
+    )
+    rotation_axis_lps_mm: list[Annotated[float, Field(allow_inf_nan=False)]] | None = Field(
         default=None, min_length=3, max_length=3
     )
 
@@ -89,6 +104,10 @@ def course_public(course: Course) -> CoursePublic:
         site=course.site,
         created_at=course.created_at,
         created_by=course.created_by,
+        machine_profile=course.machine_profile_name,
+        rotation_axis_lps_mm=(
+            None if (axis := course.rotation_axis_point) is None else axis.as_array().tolist()
+        ),
     )
 
 
@@ -166,7 +185,7 @@ async def patch_course(
     principal: Configurer,
     ctx: ContextDep,
 ) -> CoursePublic:
-    """Change a course's margin, dof policy, mode, site or isocentre (physicist, physician)."""
+    """Change a course's margin, dof, mode, site, isocentre, machine profile or bore axis point."""
     iso = changes.isocenter_lps_mm
     course_changes = CourseChanges(
         ptv_margin_mm=changes.ptv_margin_mm,
@@ -174,6 +193,12 @@ async def patch_course(
         mode=changes.mode,
         site=changes.site,
         isocenter=None if iso is None else LpsPoint.from_array(iso),
+        machine_profile_name=changes.machine_profile,
+        rotation_axis=(
+            None
+            if changes.rotation_axis_lps_mm is None
+            else LpsPoint.from_array(changes.rotation_axis_lps_mm)
+        ),
     )
     await run_in_threadpool(update_course, ctx, course_id, course_changes, principal.actor)
     return await run_in_threadpool(_load, ctx, course_id)

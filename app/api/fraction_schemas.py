@@ -12,6 +12,9 @@ from app.schemas.common import CouchCorrectionOut
 from app.schemas.signoff import SignoffPublic
 from app.services.anatomy import ALERT_WARNING, AnatomyEntry
 from app.services.daily_qa import QaDay
+from app.services.machines import machine_correction, signed_machine_correction
+from registration.couch import CouchCorrection
+from registration.machine_correction import MachineCorrection
 
 FractionStatus = Literal["queued", "running", "done", "failed"]
 
@@ -31,6 +34,42 @@ class SignOffOut(BaseModel):
     signed_by: str
     signed_at: datetime
     meaning: str
+
+
+class MachineCorrectionOut(BaseModel):
+    """The correction for the fraction's treatment machine (IEC table axes, mm and degrees).
+
+    ``measured``: the full 6-DOF correction; ``proposed``: what the machine should apply (its
+    axes only; a TomoTherapy roll about the bore axis with the translation that keeps the
+    isocentre in place); ``to_apply``: ``proposed``, or zeros within the no-move tolerance;
+    ``residual``: the 6-DOF correction still needed after ``to_apply``. ``beyond_limit``: axes
+    past the machine's limit, shown and never clipped.
+    """
+
+    profile_name: str
+    measured: CouchCorrectionOut
+    proposed: CouchCorrectionOut
+    to_apply: CouchCorrectionOut
+    residual: CouchCorrectionOut
+    moves: bool
+    beyond_limit: list[str]
+    flags: list[str]
+    isocenter_offset_from_axis_mm: list[float] | None = None
+    rotation_axis_lps_mm: list[float] | None = Field(
+        default=None, description="the course's bore-axis point used (None: unknown)"
+    )
+    messages: list[str]
+
+
+class VerificationOut(BaseModel):
+    """The verification scan taken after the couch move: its registration is the residual."""
+
+    fraction_id: int
+    status: FractionStatus
+    residual_6dof: CouchCorrectionOut | None = Field(
+        default=None, description="the 6-DOF correction still needed after the move"
+    )
+    trusted: bool | None = None
 
 
 class FractionPublic(BaseModel):
@@ -71,6 +110,21 @@ class FractionPublic(BaseModel):
         description="the current physician signature (latest; None until signed)",
     )
     sign_off: SignOffOut | None = Field(default=None, description="deprecated: use signoff")
+    station_name: str = Field(default="", description="the MVCT's StationName")
+    machine_correction: MachineCorrectionOut | None = Field(
+        default=None, description="the correction for the fraction's machine profile"
+    )
+    machine_correction_signed: MachineCorrectionOut | None = Field(
+        default=None,
+        description="the machine's correction for the signed correction: its to_apply is what "
+        "the couch applies after sign-off (None until approved, or without a profile)",
+    )
+    verifies_fraction_id: int | None = Field(
+        default=None, description="set on a verification scan: the fraction it checks"
+    )
+    verification: VerificationOut | None = Field(
+        default=None, description="the latest verification scan of this fraction"
+    )
     anatomy: dict[str, Any] | None = Field(
         default=None,
         description="how the anatomy changed since planning, measured after the rigid match: "
@@ -121,6 +175,7 @@ def fraction_public(
     anatomy: AnatomyEntry | None = None,
     anatomy_note: str | None = None,
     qa: QaDay | None = None,
+    verification: Fraction | None = None,
 ) -> FractionPublic:
     job = fraction.job
     margin = fraction.course.ptv_margin_mm
@@ -147,6 +202,9 @@ def fraction_public(
         else SignOffOut(
             signed_by=signoff.printed_name, signed_at=signoff.signed_at, meaning=signoff.meaning
         ),
+        station_name=fraction.station_name,
+        verifies_fraction_id=fraction.verifies_fraction_id,
+        verification=None if verification is None else verification_out(verification),
         anatomy=None if anatomy is None else anatomy.to_dict(),
         anatomy_note=anatomy_note,
         qa=None if qa is None else qa.to_dict(),
@@ -167,7 +225,54 @@ def fraction_public(
             "warnings": list(result.warnings)
             + ([ALERT_WARNING] if anatomy is not None and anatomy.alert.alert else []),
             "engine_version": result.engine_version,
+            "machine_correction": machine_correction_out(fraction),
+            "machine_correction_signed": _signed_out(fraction, signoff),
         }
+    )
+
+
+def _signed_out(fraction: Fraction, signoff: SignoffPublic | None) -> MachineCorrectionOut | None:
+    if signoff is None or signoff.couch_correction is None:
+        return None
+    signed = CouchCorrection(**signoff.couch_correction.model_dump())
+    correction = signed_machine_correction(fraction, signed)
+    return None if correction is None else machine_correction_out(fraction, correction)
+
+
+def machine_correction_out(
+    fraction: Fraction, correction: MachineCorrection | None = None
+) -> MachineCorrectionOut | None:
+    """``correction`` (default: the registration's machine correction) as the API shows it."""
+    correction = correction or machine_correction(fraction)
+    if correction is None:
+        return None
+    data = correction.to_dict()
+    axis = fraction.course.rotation_axis_point
+    return MachineCorrectionOut(
+        profile_name=correction.profile_name,
+        measured=CouchCorrectionOut(**data["measured"]),
+        proposed=CouchCorrectionOut(**data["proposed"]),
+        to_apply=CouchCorrectionOut(**data["to_apply"]),
+        residual=CouchCorrectionOut(**data["residual"]),
+        moves=data["moves"],
+        beyond_limit=data["beyond_limit"],
+        flags=data["flags"],
+        isocenter_offset_from_axis_mm=data["isocenter_offset_from_axis_mm"],
+        rotation_axis_lps_mm=None if axis is None else axis.as_array().tolist(),
+        messages=data["messages"],
+    )
+
+
+def verification_out(verification: Fraction) -> VerificationOut:
+    result = verification.result
+    engine = None if result is None else result.engine_result
+    return VerificationOut(
+        fraction_id=verification.id,
+        status=verification.job.status,  # type: ignore[arg-type]
+        residual_6dof=None
+        if engine is None
+        else CouchCorrectionOut.of(engine.couch_correction_6dof.rounded()),
+        trusted=None if engine is None else engine.trusted,
     )
 
 

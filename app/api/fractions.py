@@ -219,6 +219,7 @@ def fraction_view(session: Session, fraction: Fraction, base: str) -> FractionPu
         anatomy=None if qa is not None else anatomy.fraction_anatomy(session, fraction),
         anatomy_note=anatomy.figures_note(session, fraction.id),
         qa=qa,
+        verification=repo.verification_of(session, fraction.id),
     )
 
 

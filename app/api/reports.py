@@ -59,13 +59,24 @@ def weekly_report(
         float | None,
         Query(gt=0, le=50, allow_inf_nan=False, description="default: the courses' PTV margin"),
     ] = None,
+    sal_alpha_mm: Annotated[
+        float | None,
+        Query(gt=0, le=50, allow_inf_nan=False, description="SAL action level α (mm)"),
+    ] = None,
+    sal_n_max: Annotated[
+        int | None, Query(ge=1, le=100, description="SAL's N_max (with sal_alpha_mm)")
+    ] = None,
 ) -> Response:
     """Set-up errors of a period: per patient, population (M, Σ, σ, margins), early warnings.
 
     Give the period as ``week=YYYY-Www``, ``from=YYYY-MM-DD&to=YYYY-MM-DD`` or
     ``since=YYYY-MM-DD`` (days in UTC). ``source``: ``signed`` (default; fractions awaiting a
-    sign-off are listed but not counted), ``registration``, or ``residual`` (refused: no
-    post-correction images are recorded). Rejected fractions are listed, never counted.
+    sign-off are listed but not counted), ``registration``, or ``residual`` (the error left
+    after the correction: verification scans, else what the machine could not correct minus the
+    physician's adjustment). Rejected fractions are listed, never counted. Every format also
+    carries the three parts (before correction, residual with the margin verdict, physician
+    adjustments) and the offline protocols NAL, eNAL and, with ``sal_alpha_mm`` and
+    ``sal_n_max``, SAL.
     """
     now = datetime.datetime.now(datetime.UTC)
     try:
@@ -74,6 +85,8 @@ def weekly_report(
             site=site or None,
             source=source,
             margin_mm=margin_mm,
+            sal_alpha_mm=sal_alpha_mm,
+            sal_n_max=sal_n_max,
         )
         report = build_from_database(
             session,

@@ -15,6 +15,7 @@ EXIT_NOT_TRUSTED = 3
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from app.cli import machines as cli_machines
     from app.cli import register as cli_register
     from app.cli import report as cli_report
     from app.cli import retro as cli_retro
@@ -30,6 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
     cli_service.add_commands(sub)
     cli_report.add_commands(sub)
     cli_retro.add_commands(sub)
+    cli_machines.add_commands(sub)
     return parser
 
 

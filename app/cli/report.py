@@ -62,6 +62,8 @@ def add_commands(sub: Any) -> None:  # argparse's _SubParsersAction is private
         "--data-dir", help="the embedded database's folder (env MVCT_GUIDE_DATA_DIR)"
     )
     report.add_argument("--database-url", help="database URL (env MVCT_GUIDE_DATABASE_URL)")
+    report.add_argument("--sal-alpha-mm", type=float, help="evaluate SAL with this α (mm)")
+    report.add_argument("--sal-n-max", type=int, help="SAL's N_max (with --sal-alpha-mm)")
     report.set_defaults(handler=_report)
 
 
@@ -162,7 +164,16 @@ def _report(args: argparse.Namespace) -> int:
         )
     except ReportInputError as error:
         return _fail(str(error))
-    request = ReportRequest(period, args.site or None, ShiftSource(args.source), margin_mm)
+    if (args.sal_alpha_mm is None) != (args.sal_n_max is None):
+        return _fail("SAL needs both --sal-alpha-mm and --sal-n-max (or neither)")
+    request = ReportRequest(
+        period,
+        args.site or None,
+        ShiftSource(args.source),
+        margin_mm,
+        sal_alpha_mm=args.sal_alpha_mm,
+        sal_n_max=args.sal_n_max,
+    )
     if args.out.exists() and not args.out.is_dir():
         return _fail(f"--out {args.out} is a file: give a folder")
     ctx = build_context(settings_from(args))

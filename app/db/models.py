@@ -231,8 +231,23 @@ class Course(Base):
     site: Mapped[str] = mapped_column(String(100), default="")
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     created_by: Mapped[str] = mapped_column(String(100))
+    #: the treatment machine's profile (``machine_profiles.name``); None: matched per fraction
+    #: by the MVCT's StationName
+    machine_profile_name: Mapped[str | None] = mapped_column(String(100), default=None)
+    #: a point of the machine's rotation (bore) axis, planning LPS mm (TomoTherapy: the machine
+    #: isocentre of the plan); None: unknown, a bore-axis roll is flagged, never guessed
+    rotation_axis_x_mm: Mapped[float | None] = mapped_column(Float, default=None)
+    rotation_axis_y_mm: Mapped[float | None] = mapped_column(Float, default=None)
+    rotation_axis_z_mm: Mapped[float | None] = mapped_column(Float, default=None)
 
     planning_series: Mapped[ImageSeries] = relationship(lazy="joined")
+
+    @property
+    def rotation_axis_point(self) -> LpsPoint | None:
+        """A point of the machine's bore axis (planning LPS mm), or None when not known."""
+        return _lps_or_none(
+            self.rotation_axis_x_mm, self.rotation_axis_y_mm, self.rotation_axis_z_mm
+        )
 
     @property
     def isocenter(self) -> LpsPoint | None:
@@ -258,6 +273,13 @@ class Fraction(Base):
     isocenter_z_mm: Mapped[float | None] = mapped_column(Float, default=None)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     created_by: Mapped[str] = mapped_column(String(100))
+    #: the MVCT's StationName (0008,1010), "" when absent
+    station_name: Mapped[str] = mapped_column(String(64), default="")
+    #: the machine profile in force when the fraction was received (its to_dict), None: none
+    machine_profile: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
+    #: set on a verification scan: the fraction whose couch move it checks (no foreign-key
+    #: constraint: SQLite cannot add one without rebuilding the referenced table, see 0005)
+    verifies_fraction_id: Mapped[int | None] = mapped_column(Integer, default=None, index=True)
 
     course: Mapped[Course] = relationship(lazy="joined")
     mvct_series: Mapped[ImageSeries] = relationship(lazy="joined")

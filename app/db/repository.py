@@ -95,12 +95,40 @@ def fraction_for_mvct(session: Session, mvct_series_id: int) -> Fraction | None:
 
 
 def fractions_of_patient(session: Session, patient_id: str) -> Sequence[Fraction]:
+    """The patient's fractions, oldest first; verification scans are not fractions here."""
     query = (
         select(Fraction)
-        .where(Fraction.patient_id == patient_id)
+        .where(Fraction.patient_id == patient_id, Fraction.verifies_fraction_id.is_(None))
         .order_by(Fraction.created_at, Fraction.id)
     )
     return session.scalars(query).unique().all()
+
+
+def verification_of(session: Session, fraction_id: int) -> Fraction | None:
+    """The latest verification scan of ``fraction_id`` (None: there is none)."""
+    query = (
+        select(Fraction)
+        .where(Fraction.verifies_fraction_id == fraction_id)
+        .order_by(Fraction.id.desc())
+        .limit(1)
+    )
+    return session.scalars(query).unique().first()
+
+
+def verifications_of(session: Session, fraction_ids: Sequence[int]) -> dict[int, Fraction]:
+    """The latest verification scan of each of ``fraction_ids`` that has one."""
+    if not fraction_ids:
+        return {}
+    query = (
+        select(Fraction)
+        .where(Fraction.verifies_fraction_id.in_(list(fraction_ids)))
+        .order_by(Fraction.id)
+    )
+    found: dict[int, Fraction] = {}
+    for scan in session.scalars(query).unique():
+        assert scan.verifies_fraction_id is not None
+        found[scan.verifies_fraction_id] = scan
+    return found
 
 
 def next_fraction_number(session: Session, course_id: int) -> int:

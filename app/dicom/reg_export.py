@@ -1,11 +1,21 @@
 """The REG of a fraction: what its current sign-off says, with the images it registers.
 
-* no sign-off yet: the engine's ``planning_to_daily_lps`` (Content Label ``UNSIGNED``);
+* no sign-off yet: the engine's measured 6-DOF ``planning_to_daily_lps`` (Content Label
+  ``UNSIGNED``);
 * approved: the same matrix, signed (``APPROVED``, the signer as Content Creator);
-* approved with an adjusted correction: the matrix of the physician's correction
-  (:func:`registration.couch.correction_as_planning_to_daily` at the result's isocentre), coded
-  DCM 125025 "Visual Alignment" (``ADJUSTED``);
+* approved with an adjusted correction: the measured motion composed with the physician's
+  adjustment ``signed − proposed`` (:func:`registration.adjustment.adjusted_planning_to_daily`):
+  the measured rotations stay (a translation nudge changes no angle), the translation at the
+  isocentre moves by the adjustment; coded DCM 125025 "Visual Alignment" (``ADJUSTED``);
 * rejected, not registered yet, or failed: no REG (:class:`~app.dicom.RegExportError`).
+
+What it is is written in words: the Content Description (``measured 6-DOF registration`` or
+``measured 6-DOF + physician adjustment``; the Series Description stays the same for every REG of
+the fraction, as one series must), and the MVCT item's Frame of
+Reference Transformation Comment, which carries the couch correction the machine applies (the
+machine profile's ``to_apply``, or the signed correction after an adjusted sign-off), IEC table
+axes, mm and degrees. The full machine correction (proposed, limits, flags) is in the fraction's
+JSON; the REG's matrix is always a measured motion, never a refitted one.
 
 The current sign-off is :func:`app.db.signoff_repo.latest_signoffs` (the highest id). The REG's
 UIDs derive from the images, the result and the sign-off: the same state gives the same object.
@@ -30,7 +40,9 @@ from app.db.signoff_repo import latest_signoffs, signed_correction
 from app.dicom import RegExportError
 from app.dicom.reg_build import PatientStudy, RegContent, SeriesRef, build_reg
 from app.errors import NotFoundError
-from registration.couch import CouchCorrection, correction_as_planning_to_daily
+from app.services.machines import machine_correction
+from registration.adjustment import adjusted_planning_to_daily
+from registration.couch import CouchCorrection
 from registration.result import RegistrationResult as EngineResult
 
 _HEADER_TAGS = [
@@ -73,6 +85,8 @@ def reg_for_fraction(ctx: ServiceContext, fraction_id: int) -> RegFile:
         if fraction is None:
             raise NotFoundError(f"fraction {fraction_id} does not exist")
         result = _result(fraction)
+        machine = machine_correction(fraction)
+        to_apply = result.couch_correction if machine is None else machine.to_apply
         signature = current_signature(session, fraction_id)
         planning_row = fraction.course.planning_series
         mvct_row = fraction.mvct_series
@@ -86,9 +100,13 @@ def reg_for_fraction(ctx: ServiceContext, fraction_id: int) -> RegFile:
     matrix = result.planning_to_daily_lps
     adjusted = signature is not None and signature.correction is not None
     if signature is not None and signature.correction is not None:
-        matrix = correction_as_planning_to_daily(
-            signature.correction, result.isocenter_lps_mm, result.patient_position
-        )
+        matrix = adjusted_planning_to_daily(
+            result.planning_to_daily_lps,
+            result.couch_correction,
+            signature.correction,
+            result.isocenter_lps_mm,
+            result.patient_position,
+        ).planning_to_daily_lps
     planning, _ = _series_ref(ctx, planning_row)
     mvct, mvct_header = _series_ref(ctx, mvct_row)
     content = RegContent(
@@ -101,7 +119,7 @@ def reg_for_fraction(ctx: ServiceContext, fraction_id: int) -> RegFile:
         description=_description(fraction_id, signature, result),
         adjusted=adjusted,
         creator=signature.printed_name if signature else "",
-        comment=_comment(signature, result),
+        comment=_comment(signature, to_apply),
         uid_seed=(
             mvct.series_instance_uid,
             planning.series_instance_uid,
@@ -194,14 +212,26 @@ def _label(signature: _Signature | None) -> str:
 
 
 def _description(fraction_id: int, signature: _Signature | None, result: EngineResult) -> str:
+    """Content Description (LO: at most 64 characters): what the matrix is, and its state."""
     if signature is None:
         trusted = "trusted" if result.trusted else "NOT trusted"
-        return f"Fraction {fraction_id}, not signed off ({trusted})"
-    return f"Fraction {fraction_id}, {signature.decision.value}"
+        return f"F{fraction_id} measured 6-DOF registration, unsigned ({trusted})"
+    if signature.correction is not None:
+        return f"F{fraction_id} measured 6-DOF + physician adjustment, signed"
+    return f"F{fraction_id} measured 6-DOF registration, {signature.decision.value}"
 
 
-def _comment(signature: _Signature | None, result: EngineResult) -> str:
-    """Frame of Reference Transformation Comment (LO: at most 64 characters)."""
+def _comment(signature: _Signature | None, to_apply: CouchCorrection) -> str:
+    """Frame of Reference Transformation Comment (LO, ≤ 64): the couch correction applied."""
     if signature is not None and signature.correction is not None:
-        return f"adjusted correction signed by {signature.printed_name}"[:64]
-    return "MVCT to planning CT (inverse of planning_to_daily_lps)"
+        return "signed " + _compact(signature.correction)
+    return "apply " + _compact(to_apply)
+
+
+def _compact(c: CouchCorrection) -> str:
+    """``X+1.20 Y-0.30 Z+2.00 P+0.00 R+0.50 W+0.00`` (mm, degrees; W: yaw), 47 characters."""
+    c = c.rounded()
+    return (
+        f"X{c.lateral_mm:+.2f} Y{c.longitudinal_mm:+.2f} Z{c.vertical_mm:+.2f} "
+        f"P{c.pitch_deg:+.2f} R{c.roll_deg:+.2f} W{c.yaw_deg:+.2f}"
+    )

@@ -11,13 +11,17 @@ the only copy made is the image store's.
 * MVCT → :func:`app.services.fractions.receive_fraction` (the code path of
   ``POST /api/v1/fractions``:
   idempotent on the images, same storage, same audit) against the patient's most recent course,
-  and its job is queued as that route queues it.
+  and its job is queued as that route queues it;
+* an MVCT whose series description matches ``dicom_verification_pattern`` → a verification
+  scan (:mod:`app.services.verification`) of the patient's latest fraction received the same
+  UTC day; refused with words when there is none (never counted as a fraction of its own).
 
 Refusals are the ingest path's own exceptions, with its words.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -27,13 +31,14 @@ from sqlalchemy.orm import Session
 
 from app.context import ServiceContext
 from app.db import repository as repo
-from app.db.models import Course, ImageSeries
+from app.db.models import Course, ImageSeries, utcnow
 from app.db.models_dicom import DicomSeries
 from app.dicom import DicomError
 from app.errors import ConflictError
 from app.services.courses import CourseRequest, create_course
 from app.services.fractions import FractionRequest, receive_fraction
 from app.services.ingest import UploadedFiles, files_in_place
+from app.services.verification import fraction_to_verify, receive_verification
 from registration.couch import Dof
 from registration.result import Mode
 
@@ -83,7 +88,10 @@ def mvct_fraction(
     course_id: int | None = None,
 ) -> tuple[int, int] | None:
     """``(course id, fraction id)`` of the MVCT ``series`` in course ``course_id`` (default: the
-    patient's latest); None while the patient has no course."""
+    patient's latest); None while the patient has no course. Without ``course_id``, a series
+    matching ``dicom_verification_pattern`` is a verification scan instead."""
+    if course_id is None and _is_verification(ctx, series):
+        return _verification(ctx, series, files, actor)
     if course_id is None:
         with ctx.sessions() as session:
             course = latest_course(session, series.patient_id)
@@ -98,6 +106,38 @@ def mvct_fraction(
     )
     received = receive_fraction(ctx, request, actor)
     if received.created and ctx.jobs is not None:  # exactly as POST /api/v1/fractions does
+        ctx.jobs.enqueue(received.job_id)
+    return course_id, received.fraction_id
+
+
+def _is_verification(ctx: ServiceContext, series: DicomSeries) -> bool:
+    pattern = ctx.settings.dicom_verification_pattern
+    if not pattern:
+        return False
+    try:
+        return re.search(pattern, series.series_description, re.IGNORECASE) is not None
+    except re.error as exc:
+        raise DicomError(
+            f"MVCT_GUIDE_DICOM_VERIFICATION_PATTERN {pattern!r} is not a regular expression "
+            f"({exc}); ask the physicist to fix the setting"
+        ) from None
+
+
+def _verification(
+    ctx: ServiceContext, series: DicomSeries, files: SeriesFiles, actor: str
+) -> tuple[int, int]:
+    with ctx.sessions() as session:
+        verified = fraction_to_verify(session, series.patient_id, utcnow())
+        if verified is None:
+            raise DicomError(
+                f"series {series.series_description!r} is a verification scan (it matches "
+                f"{ctx.settings.dicom_verification_pattern!r}) but patient "
+                f"{series.patient_id!r} has no fraction received today to verify; send the "
+                "daily MVCT first, or post it to /api/v1/fractions/<id>/verification"
+            )
+        course_id, fraction_id = verified.course_id, verified.id
+    received = receive_verification(ctx, fraction_id, inbox_files(files, "MVCT"), actor)
+    if received.created and ctx.jobs is not None:
         ctx.jobs.enqueue(received.job_id)
     return course_id, received.fraction_id
 

@@ -10,6 +10,7 @@ from app.context import ServiceContext
 from app.db import repository as repo
 from app.db.models import Course, ImageSeries
 from app.errors import ConflictError, NotFoundError, UnprocessableError
+from app.services import machines
 from app.services import stored_series as series_ops
 from app.services.ingest import ParsedSeries, UploadedFiles, parse_series
 from app.storage import ImageStore
@@ -179,6 +180,8 @@ class CourseChanges:
     mode: Mode | None = None
     site: str | None = None
     isocenter: LpsPoint | None = None
+    machine_profile_name: str | None = None  #: a stored profile's name (checked)
+    rotation_axis: LpsPoint | None = None  #: a point of the bore axis, planning LPS mm
 
 
 def update_course(ctx: ServiceContext, course_id: int, changes: CourseChanges, actor: str) -> None:
@@ -200,6 +203,13 @@ def update_course(ctx: ServiceContext, course_id: int, changes: CourseChanges, a
             course.isocenter_x_mm = changes.isocenter.x_mm
             course.isocenter_y_mm = changes.isocenter.y_mm
             course.isocenter_z_mm = changes.isocenter.z_mm
+        if changes.machine_profile_name is not None:
+            machines.get_profile(session, changes.machine_profile_name)  # 404 names the known
+            course.machine_profile_name = changes.machine_profile_name
+        if changes.rotation_axis is not None:
+            course.rotation_axis_x_mm = changes.rotation_axis.x_mm
+            course.rotation_axis_y_mm = changes.rotation_axis.y_mm
+            course.rotation_axis_z_mm = changes.rotation_axis.z_mm
         after = _settings(course)
         if after != before:
             repo.record_audit(
@@ -220,4 +230,10 @@ def _settings(course: Course) -> dict[str, object]:
         "mode": course.mode,
         "site": course.site,
         "isocenter_lps_mm": [course.isocenter_x_mm, course.isocenter_y_mm, course.isocenter_z_mm],
+        "machine_profile": course.machine_profile_name,
+        "rotation_axis_lps_mm": [
+            course.rotation_axis_x_mm,
+            course.rotation_axis_y_mm,
+            course.rotation_axis_z_mm,
+        ],
     }

@@ -19,6 +19,7 @@ from app.context import ServiceContext
 from app.db import repository as repo
 from app.db.models import Course, Fraction, ImageSeries, Job
 from app.errors import ConflictError, UnprocessableError
+from app.services import machines
 from app.services import stored_series as series_ops
 from app.services.courses import CourseSettings, place_course
 from app.services.ingest import ParsedSeries, UploadedFiles, parse_series
@@ -48,6 +49,9 @@ class FractionRequest:
     mode: Mode | None = None
     mvct_series_uid: str | None = None  #: which series, when the upload holds several
     planning_series_uid: str | None = None
+    #: a verification scan of this fraction (taken after its couch move): same course and
+    #: fraction number, its registration is the residual set-up error
+    verifies_fraction_id: int | None = None
 
 
 @dataclass(frozen=True)
@@ -191,7 +195,8 @@ def _store(
                     return Received(existing.id, existing.job.id, created=False)
                 course = _course(session, ctx, request, planning, placed, actor)
                 mvct_row = series_ops.get_or_place(session, ctx.store, mvct, placed)
-                fraction = _add_fraction(session, request, course, mvct_row, actor)
+                station = machines.station_name_of(mvct.files[0][0]) if mvct.files else ""
+                fraction = _add_fraction(session, request, course, mvct_row, station, actor)
                 job = Job(fraction_id=fraction.id)
                 session.add(job)
                 session.flush()
@@ -208,6 +213,10 @@ def _store(
                         "mvct_series_instance_uid": mvct.series_instance_uid,
                         "mvct_sha256": mvct.content_sha256,
                         "job_id": job.id,
+                        "station_name": fraction.station_name,
+                        "machine_profile": (fraction.machine_profile or {}).get("name"),
+                        "dof": int(fraction.dof),
+                        "verifies_fraction_id": fraction.verifies_fraction_id,
                     },
                 )
                 session.commit()
@@ -245,21 +254,30 @@ def _course(
 
 
 def _add_fraction(
-    session: Session, request: FractionRequest, course: Course, mvct_row: ImageSeries, actor: str
+    session: Session,
+    request: FractionRequest,
+    course: Course,
+    mvct_row: ImageSeries,
+    station_name: str,
+    actor: str,
 ) -> Fraction:
     iso = request.isocenter or course.isocenter
     number = request.fraction_number or repo.next_fraction_number(session, course.id)
+    profile = machines.profile_for_fraction(session, course, station_name)
     fraction = Fraction(
         course_id=course.id,
         patient_id=request.patient_id,
         mvct_series_id=mvct_row.id,
         fraction_number=number,
-        dof=request.dof or course.dof,
+        dof=machines.fraction_dof(request.dof, profile, course),
         mode=request.mode or course.mode,
         isocenter_x_mm=None if iso is None else iso.x_mm,
         isocenter_y_mm=None if iso is None else iso.y_mm,
         isocenter_z_mm=None if iso is None else iso.z_mm,
         created_by=actor,
+        station_name=station_name,
+        machine_profile=None if profile is None else profile.to_dict(),
+        verifies_fraction_id=request.verifies_fraction_id,
     )
     session.add(fraction)
     session.flush()

@@ -35,8 +35,10 @@ from app.db.models_signoff import MEANINGS, Decision, Signoff
 from app.errors import ConflictError, NotFoundError, ServiceError, UnprocessableError
 from app.permissions import Action, roles_for
 from app.services import accounts
+from app.services.machines import fraction_profile, machine_correction
 from app.services.supersede import check_supersedes
 from registration.couch import CouchCorrection, Dof
+from registration.machine_correction import CorrectionFlag
 
 LARGE_SHIFT_MM = 5.0
 MAX_REASON_CHARS = 2000
@@ -166,8 +168,42 @@ def _sign(session: Session, request: SignRequest, signer: User) -> Signoff:
             f"a couch translation of {LARGE_SHIFT_MM:g} mm or more needs an explicit override: "
             "give the reason for treating with this shift"
         )
+    held = _held_for_a_person(fraction, correction)
+    if held is not None and reason is None:
+        raise UnprocessableError(held)
     decision = Decision.APPROVED_ADJUSTED if adjusted else Decision.APPROVED
     return _store(session, fraction, signer, decision, correction, reason, large, supersedes)
+
+
+def _held_for_a_person(fraction: Fraction, correction: CouchCorrection) -> str | None:
+    """Why the machine's correction needs the signer's explicit reason, or None.
+
+    A roll on a machine that rolls about its bore axis while the course's bore axis is unknown
+    (the translation is then wrong by about offset × roll: never guessed), and a correction
+    beyond the machine's limits (shown, not clipped) are treated only with a reason.
+    """
+    machine = machine_correction(fraction)
+    if machine is None:
+        return None
+    profile = fraction_profile(fraction)
+    assert profile is not None  # machine_correction had one
+    if (
+        CorrectionFlag.ROTATION_AXIS_UNKNOWN in machine.flags
+        and abs(correction.roll_deg) > profile.no_move_tolerance_deg
+    ):
+        return (
+            f"the roll of {correction.roll_deg:+.2f}° is applied about the bore axis of "
+            f"{profile.name}, whose position is not set for this course: the translations may "
+            "be wrong by about 1.7 mm per 100 mm off axis and degree. Ask the physicist to set "
+            "the course's bore axis point, or give the reason for treating with this correction"
+        )
+    if machine.beyond_limit:
+        axes = ", ".join(axis.value for axis in machine.beyond_limit)
+        return (
+            f"the correction is beyond the limit of {profile.name} on {axes}: re-position the "
+            "patient, or give the reason for treating with this correction"
+        )
+    return None
 
 
 def _proposed(fraction: Fraction) -> CouchCorrection:

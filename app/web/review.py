@@ -11,12 +11,13 @@ from app.db import repository as repo
 from app.db import signoff_repo
 from app.db.models import Fraction
 from app.db.models_signoff import Decision, Signoff
+from app.services.machines import fraction_profile, machine_correction, profile_for_dof
 from app.services.signoff import LARGE_SHIFT_MM
 from app.storage import ImageStore
 from app.web.anatomy_view import anatomy_view
 from app.web.plot import Point, translations_svg
 from app.web.worklist import machine_of
-from registration.couch import CouchCorrection, correction_as_planning_to_daily
+from registration.couch import CouchCorrection, Dof, correction_as_planning_to_daily
 from registration.frames import PatientPosition, lps_to_iec_matrix
 from registration.result import RegistrationResult as EngineResult
 
@@ -47,6 +48,7 @@ def review_context(db: Session, store: ImageStore, fraction: Fraction) -> dict[s
     ]
     current = signatures[-1] if signatures else None
     position = fraction.mvct_series.patient_position
+    machine = machine_correction(fraction)
     return {
         "fraction": fraction,
         "machine": machine_of(store, fraction.mvct_series.content_sha256),
@@ -58,9 +60,18 @@ def review_context(db: Session, store: ImageStore, fraction: Fraction) -> dict[s
         "signatures": list(reversed(signatures)),
         "current": current,
         "trend_svg": _trend(db, fraction),
+        "rotation_nudges": rotation_nudges(fraction),
+        "machine_correction": None if machine is None else machine.to_dict(),
         "anatomy": anatomy_view(db, fraction),
         "config": _viewer_config(fraction, result, current, position),
     }
+
+
+def rotation_nudges(fraction: Fraction) -> list[tuple[str, str]]:
+    """The rotation axes the fraction's machine applies (its profile's, else its dof's), in
+    0.1° nudge rows: ``(axis field, label)``."""
+    profile = fraction_profile(fraction) or profile_for_dof(Dof(fraction.dof))
+    return [(f"{axis.value}_deg", axis.value) for axis in profile.applied_axes if axis.is_rotation]
 
 
 def _signature(db: Session, signoff: Signoff, fraction: Fraction) -> SignatureView:
@@ -84,7 +95,7 @@ def _viewer_config(
 ) -> dict[str, Any]:
     """What ``review.js`` needs besides the volumes (see app/web/volumes.py for the maths)."""
     base_to_daily = None
-    offset = [0.0, 0.0, 0.0]
+    offset = [0.0] * 6
     machine = None if result is None else result.couch_correction.as_dict()
     if result is not None and machine is not None:
         iso = result.isocenter_lps_mm
@@ -93,8 +104,8 @@ def _viewer_config(
             list(row) for row in correction_as_planning_to_daily(base, iso, position).matrix
         ]
         signed = current.correction if current is not None else None
-        if signed is not None and all(abs(signed[a] - machine[a]) < 1e-6 for a in AXES[3:]):
-            offset = [round(signed[a] - machine[a], 2) for a in AXES[:3]]
+        if signed is not None:
+            offset = [round(signed[a] - machine[a], 2) for a in AXES]
     return {
         "fractionId": fraction.id,
         "volumesUrl": f"/review/{fraction.id}/volumes",
@@ -103,6 +114,7 @@ def _viewer_config(
         "base": machine,
         "baseToDaily": base_to_daily,
         "initialOffset": offset,
+        "isocenter": None if result is None else result.isocenter_lps_mm.as_array().tolist(),
         "dof": fraction.dof,
         "marginMm": fraction.course.ptv_margin_mm,
         "largeShiftMm": LARGE_SHIFT_MM,

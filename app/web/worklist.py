@@ -58,7 +58,11 @@ def fractions_of_day(db: Session, day: date) -> Sequence[Fraction]:
     start, end = day_bounds(day)
     query = (
         select(Fraction)
-        .where(Fraction.created_at >= start, Fraction.created_at < end)
+        .where(
+            Fraction.created_at >= start,
+            Fraction.created_at < end,
+            Fraction.verifies_fraction_id.is_(None),  # verification scans are not signed off
+        )
         .order_by(Fraction.created_at, Fraction.id)
     )
     return db.scalars(query).unique().all()

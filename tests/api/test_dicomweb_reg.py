@@ -34,8 +34,9 @@ from app.dicom.reg_send import Destination, RegSender
 from app.services.accounts import add_user
 from registration.couch import (
     CouchCorrection,
-    correction_as_planning_to_daily,
+    Dof,
     couch_correction_6dof,
+    couch_correction_for_dof,
 )
 from registration.frames import PatientPosition
 from registration.geometry import RigidTransformLps
@@ -69,25 +70,32 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def registered_fraction(client: TestClient, headers: dict[str, str], samples: sf.Samples) -> int:
+def registered_fraction(
+    client: TestClient,
+    headers: dict[str, str],
+    samples: sf.Samples,
+    index: int = 3,
+    dof: Dof = Dof.SIX,
+) -> int:
     """Post a fraction and give it the result a perfect registration of its motion would give."""
     response = client.post(
         "/api/v1/fractions",
         headers=headers,
         data={"patient_id": sf.PATIENT_ID},
-        files=sf.upload("mvct", samples.mvcts[3]) + sf.upload("planning", samples.planning),
+        files=sf.upload("mvct", samples.mvcts[index]) + sf.upload("planning", samples.planning),
     )
     assert response.status_code == 202, response.text
     fraction_id = int(response.json()["id"])
-    motion, iso = samples.motions[3], samples.isocenter
-    couch = couch_correction_6dof(motion, iso, PatientPosition.HFS).as_dict()
+    motion, iso = samples.motions[index], samples.isocenter
+    six = couch_correction_6dof(motion, iso, PatientPosition.HFS).as_dict()
+    couch = couch_correction_for_dof(motion, iso, PatientPosition.HFS, dof).as_dict()
     result: dict[str, Any] = {
         "planning_to_daily_lps": [list(row) for row in motion.matrix],
         "couch_correction": couch,
-        "couch_correction_6dof": couch,
+        "couch_correction_6dof": six,
         "isocenter_lps_mm": [iso.x_mm, iso.y_mm, iso.z_mm],
         "patient_position": "HFS",
-        "dof": 6,
+        "dof": int(dof),
         "mode": "tissue",
         "quality": {
             "final_metric": 1.0,
@@ -197,24 +205,54 @@ def test_the_same_state_gives_the_same_reg_and_a_sign_off_gives_a_new_instance(
     assert np.abs(planning_to_daily_of(approved) - planning_to_daily_of(first)).max() < TOLERANCE
 
 
-def test_an_adjusted_sign_off_puts_the_signed_correction_into_the_reg(
-    client: TestClient, console: dict[str, str], fraction_id: int, series: sf.Samples
+def test_an_adjusted_sign_off_keeps_the_measured_rotations_and_moves_the_isocentre_by_the_nudge(
+    client: TestClient, console: dict[str, str], series: sf.Samples
 ) -> None:
-    adjusted = CouchCorrection(-1.0, 2.0, 0.5, 0.0, -0.5, 0.0)
+    """A 3-DOF couch, a measured roll of 1°: a 0.3 mm nudge must not drop that roll."""
+    fraction_id = registered_fraction(client, console, series, index=5, dof=Dof.TRANSLATIONS)
+    motion, iso = series.motions[5], series.isocenter
+    measured = couch_correction_for_dof(motion, iso, PatientPosition.HFS, Dof.TRANSLATIONS)
+    measured = measured.rounded()
+    nudge = {"lateral_mm": -0.3, "longitudinal_mm": 0.2, "vertical_mm": 0.0}
+    adjusted = CouchCorrection(
+        **(measured.as_dict() | {k: getattr(measured, k) + v for k, v in nudge.items()})
+    )
     sign(client, fraction_id, Decision.APPROVED_ADJUSTED, adjusted)
     reg = get_reg(client, console, fraction_id)
-    expected = correction_as_planning_to_daily(adjusted, series.isocenter, PatientPosition.HFS)
-    assert np.abs(planning_to_daily_of(reg) - expected.as_array()).max() < TOLERANCE
-    assert not np.allclose(expected.as_array(), series.motions[3].as_array(), atol=0.1)
+    back = couch_correction_6dof(
+        RigidTransformLps.from_array(planning_to_daily_of(reg)), iso, PatientPosition.HFS
+    )
+    six = couch_correction_6dof(motion, iso, PatientPosition.HFS)
+    for angle in ("pitch_deg", "roll_deg", "yaw_deg"):  # the measured rotations stay
+        assert abs(getattr(back, angle) - getattr(six, angle)) < 0.01
+    assert abs(six.roll_deg) > 0.9  # motions[5] rolls 1°: a real rotation is kept
+    for axis, delta in nudge.items():  # the isocentre moves by the physician's nudge
+        assert getattr(back, axis) == pytest.approx(getattr(six, axis) + delta, abs=0.011)
+    assert adjusted.roll_deg == 0.0  # what the 3-DOF couch applies: no roll
     code = reg.RegistrationSequence[1].MatrixRegistrationSequence[0].RegistrationTypeCodeSequence
     assert code[0].CodeValue == "125025"
     assert reg.ContentLabel == "ADJUSTED"
-    back = couch_correction_6dof(
-        RigidTransformLps.from_array(planning_to_daily_of(reg)),
-        series.isocenter,
-        PatientPosition.HFS,
+    assert "measured 6-DOF + physician adjustment" in reg.ContentDescription
+    comment = (
+        reg.RegistrationSequence[1]
+        .MatrixRegistrationSequence[0]
+        .FrameOfReferenceTransformationComment
     )
-    assert np.allclose(list(back.as_dict().values()), list(adjusted.as_dict().values()), atol=1e-6)
+    assert comment.startswith(f"signed X{adjusted.lateral_mm:+.2f}")
+
+
+def test_the_unsigned_reg_says_it_is_the_measured_motion_and_what_the_couch_applies(
+    client: TestClient, console: dict[str, str], fraction_id: int, series: sf.Samples
+) -> None:
+    reg = get_reg(client, console, fraction_id)
+    assert "measured 6-DOF registration, unsigned" in reg.ContentDescription
+    six = couch_correction_6dof(series.motions[3], series.isocenter, PatientPosition.HFS)
+    comment = (
+        reg.RegistrationSequence[1]
+        .MatrixRegistrationSequence[0]
+        .FrameOfReferenceTransformationComment
+    )
+    assert comment.startswith(f"apply X{six.lateral_mm:+.2f} Y{six.longitudinal_mm:+.2f}")
 
 
 def test_a_rejected_registration_has_no_reg(

@@ -395,7 +395,15 @@ def test_the_xlsx_export_opens_with_its_sheets(data: TestClient) -> None:
         in (response.headers["content-disposition"])
     )
     workbook = openpyxl.load_workbook(io.BytesIO(response.content))
-    assert workbook.sheetnames == ["Fractions", "Patients", "Population", "Warnings", "About"]
+    assert workbook.sheetnames == [
+        "Fractions",
+        "Patients",
+        "Population",
+        "Warnings",
+        "Three parts",
+        "Offline protocols",
+        "About",
+    ]
     assert workbook["Fractions"].max_row == 1 + 7  # PC is prostate
 
 
@@ -479,12 +487,16 @@ def test_bad_parameters_are_refused_with_a_clear_message(
     assert words in response.json()["detail"]
 
 
-def test_the_residual_source_is_refused_because_no_post_correction_images_are_recorded(
+def test_the_residual_source_lists_fractions_without_a_residual_but_never_counts_them(
     data: TestClient,
 ) -> None:
-    response = get(data, week=WEEK, source="residual", format="pdf")
-    assert response.status_code == 422
-    assert "no post-correction images are recorded" in response.json()["detail"]
+    """These hand-made rows carry no measured motion: no residual, a note says so, no error."""
+    response = get(data, week=WEEK, source="residual", format="json")
+    assert response.status_code == 200
+    body = response.json()
+    assert body["shift_source"] == "residual"
+    assert not any(row["counted"] for row in body["rows"])
+    assert any("without the measured motion" in note for note in body["notes"])
 
 
 def test_no_combination_of_parameters_makes_the_report_fail(

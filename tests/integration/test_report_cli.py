@@ -195,7 +195,7 @@ def test_ranges_and_cumulative_views_name_their_files_by_their_dates(
         (["--week", "2026-W60"], "--week 2026-W60: give an ISO week as YYYY-Www"),
         (["--from", "2026-11-09"], "--to is missing"),
         (["--week", WEEK, "--since", "2026-11-01"], "give one period, not --week and --since"),
-        (["--week", WEEK, "--source", "residual"], "no post-correction images are recorded"),
+        (["--week", WEEK, "--sal-alpha-mm", "4"], "SAL needs both --sal-alpha-mm and --sal-n-max"),
         (["--week", WEEK, "--margin-mm", "-3"], "--margin-mm -3: give the PTV margin in mm"),
         ([], "say which period"),
     ],

@@ -176,6 +176,9 @@ def test_the_same_rows_give_the_same_bootstrap_intervals() -> None:
 # --- CSV ---------------------------------------------------------------------------------------
 
 
+SIX = ("lateral_mm", "longitudinal_mm", "vertical_mm", "pitch_deg", "roll_deg", "yaw_deg")
+
+
 def read_csv(data: bytes) -> list[list[str]]:
     return list(csv.reader(io.StringIO(data.decode("utf-8"), newline="")))
 
@@ -187,6 +190,8 @@ def test_the_csv_header_carries_units_and_there_is_one_row_per_fraction() -> Non
         "patient_id", "course_id", "site", "fraction_number", "date", "lateral_mm",
         "longitudinal_mm", "vertical_mm", "pitch_deg", "roll_deg", "yaw_deg", "vector_mm",
         "trusted", "decision", "signed_by", "signed_at",
+        *(f"measured_{a}" for a in SIX), *(f"residual_{a}" for a in SIX), "residual_source",
+        *(f"adjustment_{a}" for a in SIX),
     ]  # fmt: skip
     assert len(table) - 1 == sum(len(v) for v in LATERAL_MM.values())
     assert data.count(b"\r\n") == len(table)  # RFC 4180 line ends
@@ -262,7 +267,15 @@ def population_row(workbook: openpyxl.Workbook, axis: str) -> dict[str, object]:
 
 def test_the_workbook_has_the_five_sheets_and_one_fractions_row_per_fraction() -> None:
     workbook = load(to_xlsx(build_report(hand_made_rows(), context())))
-    assert workbook.sheetnames == ["Fractions", "Patients", "Population", "Warnings", "About"]
+    assert workbook.sheetnames == [
+        "Fractions",
+        "Patients",
+        "Population",
+        "Warnings",
+        "Three parts",
+        "Offline protocols",
+        "About",
+    ]
     fractions = list(workbook["Fractions"].iter_rows(values_only=True))
     assert list(fractions[0]) == list(CSV_COLUMNS)
     assert len(fractions) - 1 == sum(len(v) for v in LATERAL_MM.values())
@@ -314,7 +327,15 @@ def test_the_warnings_sheet_lists_a_no_action_level_warning() -> None:
 
 def test_an_empty_workbook_keeps_its_sheets_and_says_there_were_no_fractions() -> None:
     workbook = load(to_xlsx(build_report([], context(shift_source=ShiftSource.RESIDUAL))))
-    assert workbook.sheetnames == ["Fractions", "Patients", "Population", "Warnings", "About"]
+    assert workbook.sheetnames == [
+        "Fractions",
+        "Patients",
+        "Population",
+        "Warnings",
+        "Three parts",
+        "Offline protocols",
+        "About",
+    ]
     assert len(list(workbook["Fractions"].iter_rows())) == 1
     about = [c for r in workbook["About"].iter_rows(values_only=True) for c in r if c]
     assert "No fractions in 2026-W48 (23–29 Nov 2026)." in about

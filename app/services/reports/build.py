@@ -29,6 +29,8 @@ from registration.stats import (
     early_warnings,
     summarise,
 )
+from registration.stats_offline import ProtocolOutcome, offline_protocols
+from registration.stats_parts import ThreePartStatistics, three_part_statistics
 
 
 def shift_record(row: FractionRow) -> ShiftRecord:
@@ -188,10 +190,51 @@ def build_report(
             f"before {context.period.start.isoformat()}, so that each course's first fractions "
             "are judged; the statistics use the period's fractions only."
         )
+    parts, offline, part_notes = _parts_and_offline(ordered, earlier, context)
     return Report(
         context=context,
         rows=tuple(ordered),
         vectors_mm=tuple(_vector_mm(row) for row in ordered),
         statistics=statistics,
-        notes=tuple(notes),
+        notes=tuple([*notes, *part_notes]),
+        parts=parts,
+        offline=offline,
     )
+
+
+def _applied(row: FractionRow) -> bool:
+    """The row's fraction was treated with a correction once (not rejected, not a repeat)."""
+    return row.shifts is not None and row.decision != REJECTED and not row.repeat_image
+
+
+def _parts_and_offline(
+    rows: Sequence[FractionRow], history: Sequence[FractionRow], context: ReportContext
+) -> tuple[ThreePartStatistics | None, tuple[ProtocolOutcome, ...], list[str]]:
+    """The three parts over the period's rows; the offline protocols over each listed course's
+    measured corrections (history included, so NAL sees the course's first fractions)."""
+    inputs = [row.shifts for row in rows if _applied(row) and row.shifts is not None]
+    if not any(row.shifts is not None for row in rows):
+        return None, (), []
+    listed = {(r.patient_id, r.course_id) for r in rows}
+    course_inputs = [
+        row.shifts
+        for row in (*history, *rows)
+        if _applied(row) and row.shifts is not None and (row.patient_id, row.course_id) in listed
+    ]
+    try:
+        parts = three_part_statistics(inputs, context.margin_in_use_mm)
+        offline = offline_protocols(
+            [s.record(s.measured) for s in course_inputs],
+            sal_alpha_mm=context.sal_alpha_mm,
+            sal_n_max=context.sal_n_max,
+        )
+    except InputError as error:
+        raise ReportInputError(str(error)) from error
+    notes = [
+        "The three-part statistics use the measured 6-DOF correction of every treated "
+        "fraction, whatever the shift source: (a) before correction, (b) residual after it, "
+        "(c) the physician's adjustments. The margin verdict of a daily-imaging course is "
+        "part (b)'s, with Σ corrected for small samples; the population table above judges "
+        f"the {context.shift_source.value} shifts with the plain Σ."
+    ]
+    return parts, offline, notes

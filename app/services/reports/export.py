@@ -6,6 +6,7 @@ database side is :mod:`app.services.reports.query`.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import json
 import re
@@ -24,6 +25,7 @@ from app.services.reports import (
     to_pdf,
     to_xlsx,
 )
+from app.services.reports.present_parts import part_columns
 
 #: every format a report can be exported in; ``json`` is the statistics and rows as data
 FORMATS: Final = ("json", "csv", "xlsx", "pdf", "html")
@@ -148,6 +150,7 @@ def report_json(report: Report) -> dict[str, Any]:
             "signed_at": _instant(row.signed_at),
             "repeat_image": row.repeat_image,
             "counted": row.counts_in_statistics,
+            **part_columns(row),
         }
         for row, vector_mm in zip(report.rows, report.vectors_mm, strict=True)
     ]
@@ -166,6 +169,8 @@ def report_json(report: Report) -> dict[str, Any]:
         "generated_by": context.generated_by,
         "notes": list(report.notes),
         "statistics": report.statistics.to_dict(),
+        "three_parts": None if report.parts is None else report.parts.to_dict(),
+        "offline_protocols": [dataclasses.asdict(outcome) for outcome in report.offline],
         "rows": rows,
     }
 

@@ -29,6 +29,16 @@ from app.services.reports.present import (
     warning_legend,
     warning_rows,
 )
+from app.services.reports.present_parts import (
+    OFFLINE_HEADER,
+    OFFLINE_NOTE,
+    PART_HEADER,
+    PART_TITLES,
+    offline_rows,
+    part_cells,
+    part_notes,
+    parts_of,
+)
 
 
 @functools.cache
@@ -81,4 +91,10 @@ def to_html(
         definitions=DEFINITIONS,
         about=about_items(report),
         footer=footer_line(report),
+        parts=[(PART_TITLES[p.kind.value], part_cells(p)) for p in parts_of(report)],
+        part_header=PART_HEADER[1:],
+        part_notes=part_notes(report),
+        offline_note=OFFLINE_NOTE,
+        offline_header=OFFLINE_HEADER,
+        offline=offline_rows(report),
     )

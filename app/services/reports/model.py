@@ -24,6 +24,8 @@ from registration.stats import (
     ShiftSource,
     ShiftStatistics,
 )
+from registration.stats_offline import ProtocolOutcome
+from registration.stats_parts import FractionShifts, ThreePartStatistics
 
 #: the values :attr:`FractionRow.decision` may take; ``None`` means awaiting a decision
 DECISIONS: Final = ("approved", "approved_adjusted", "rejected")
@@ -89,6 +91,9 @@ class FractionRow:
     signed_at: datetime.datetime | None
     #: a later image of a fraction number whose earlier image already counts (listed only)
     repeat_image: bool = False
+    #: everything the fraction gives the three-part statistics (measured, proposed, signed,
+    #: the machine's residual, the verification scan); None: not known (e.g. hand-made rows)
+    shifts: FractionShifts | None = None
 
     def __post_init__(self) -> None:
         where = f"(patient {self.patient_id!r}, fraction {self.fraction_number})"
@@ -228,6 +233,9 @@ class ReportContext:
     shift_source: ShiftSource = DEFAULT_SHIFT_SOURCE
     margin_in_use_mm: float = DEFAULT_MARGIN_IN_USE_MM
     notes: tuple[str, ...] = ()
+    #: the offline protocols to evaluate (NAL and eNAL always; SAL when both are given)
+    sal_alpha_mm: float | None = None
+    sal_n_max: int | None = None
 
     def __post_init__(self) -> None:
         _require_aware("generated_at", self.generated_at, "of the report")
@@ -259,6 +267,11 @@ class Report:
     vectors_mm: tuple[float | None, ...]
     statistics: ShiftStatistics
     notes: tuple[str, ...] = ()
+    #: the set-up error before correction, the residual after it (the margin verdict) and the
+    #: physician's adjustments; None when no row carries :attr:`FractionRow.shifts`
+    parts: ThreePartStatistics | None = None
+    #: NAL / eNAL (/ SAL) per listed course, from the measured corrections
+    offline: tuple[ProtocolOutcome, ...] = ()
 
     @property
     def is_empty(self) -> bool:

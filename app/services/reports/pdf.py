@@ -59,6 +59,16 @@ from app.services.reports.present import (
     warning_legend,
     warning_rows,
 )
+from app.services.reports.present_parts import (
+    OFFLINE_HEADER,
+    OFFLINE_NOTE,
+    PART_HEADER,
+    PART_TITLES,
+    offline_rows,
+    part_cells,
+    part_notes,
+    parts_of,
+)
 from registration.stats import MarginVerdict
 
 FONT: Final = "MvctGuideSans"
@@ -167,6 +177,30 @@ def _population_table(report: Report, s: dict[str, ParagraphStyle]) -> Table:
     return _table(body, [w * mm for w in widths])
 
 
+def _parts_story(report: Report, s: dict[str, ParagraphStyle]) -> list[Flowable]:
+    if report.parts is None:
+        return []
+    story: list[Flowable] = [_p("Set-up error in three parts", s["h2"])]
+    head = [_p(h, s["head"]) for h in PART_HEADER[1:]]
+    for part in parts_of(report):
+        body: list[list[Any]] = [head]
+        body += [[_p(c, s["cell"]) for c in cells] for cells in part_cells(part)]
+        widths = [19, 8, 11, 11, 12, 12, 13, 12, 15, 15, 15, 22]
+        story += [
+            _p(PART_TITLES[part.kind.value], s["body"]),
+            _table(body, [w * mm for w in widths]),
+            Spacer(1, 2 * mm),
+        ]
+    story += _bullets(part_notes(report), s["bullet"])
+    if report.offline:
+        story.append(_p("Offline protocols (courses without daily imaging)", s["h2"]))
+        story.append(_p(OFFLINE_NOTE, s["small"]))
+        body = [[_p(h, s["head"]) for h in OFFLINE_HEADER]]
+        body += [[_p(c, s["cell"]) for c in cells] for cells in offline_rows(report)]
+        story.append(_table(body, [w * mm for w in (16, 10, 11, 20, 10, 24, 24, 50)]))
+    return story
+
+
 def _patients_table(report: Report, s: dict[str, ParagraphStyle]) -> Table:
     head = patient_table_header(report)
     body: list[list[Any]] = [[_p(h, s["head"]) for h in head]]
@@ -226,6 +260,7 @@ def _story(report: Report, figures: ReportFigures) -> list[Flowable]:
             s["small"],
         ),
         *_bullets(notes(report), s["bullet"]),
+        *_parts_story(report, s),
         _p("Fractions", s["h2"]),
         *_bullets(fraction_lines(report), s["bullet"]),
         _p("Early warnings", s["h2"]),

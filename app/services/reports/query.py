@@ -20,9 +20,10 @@ Selection
     (:func:`app.db.signoff_repo.signed_correction`). A fraction without a sign-off is listed as
     ``awaiting`` with empty shift values and left out of the statistics — no value is made up,
     and a note gives the number;
-  - ``residual``: the error left after the correction, measured on a post-correction image. The
-    service records no post-correction images yet, so this source is refused
-    (:class:`~app.services.reports.ReportInputError`, HTTP 422 / exit 2).
+  - ``residual``: the error left after the correction (part (b) of
+    :mod:`registration.stats_parts`): the verification scan's 6-DOF correction when the
+    fraction has one, else what the machine could not correct minus the physician's adjustment;
+    a fraction awaiting its sign-off has none yet.
 
   Under every source the decision, signer and signing time shown are those of the latest
   sign-off, and a **rejected** fraction is listed but not counted (its shift was not applied).
@@ -45,6 +46,7 @@ from dataclasses import dataclass
 from sqlalchemy import ColumnElement, select
 from sqlalchemy.orm import Session, contains_eager, lazyload
 
+from app.db import repository as repo
 from app.db import signoff_repo
 from app.db.models import Course, Fraction, RegistrationResult
 from app.db.models_signoff import Signoff
@@ -53,10 +55,10 @@ from app.services.reports import (
     FractionRow,
     Report,
     ReportContext,
-    ReportInputError,
     ReportPeriod,
     build_report,
 )
+from app.services.reports.shifts_db import fraction_shifts
 from registration.couch import CouchCorrection
 from registration.stats import DEFAULT_BOOTSTRAP_RESAMPLES, ShiftSource
 
@@ -69,15 +71,8 @@ class ReportRequest:
     site: str | None = None
     source: ShiftSource = ShiftSource.SIGNED
     margin_mm: float | None = None
-
-
-def refuse_residual(source: ShiftSource) -> None:
-    """The residual source needs post-correction images, which the service does not record."""
-    if source is ShiftSource.RESIDUAL:
-        raise ReportInputError(
-            "source=residual: no post-correction images are recorded, so there is no residual "
-            "error to report; use source=signed (the default) or source=registration."
-        )
+    sal_alpha_mm: float | None = None  #: SAL's α (mm), with ``sal_n_max``; None: no SAL
+    sal_n_max: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +84,7 @@ class Selection:
     margins_mm: dict[str, float]  #: PTV margin of each listed course (by course id)
     n_without_result: int  #: fractions of the period not listed: no registration result
     known_sites: tuple[str, ...]  #: every site of the courses table (when the site matched none)
+    n_without_measured: int = 0  #: listed results that do not read back as a registration
     #: one sentence per patient with an anatomy-change alert on a fraction of the period
     anatomy_flags: tuple[str, ...] = ()
 
@@ -112,7 +108,7 @@ def _fractions(
             lazyload(Fraction.job),
             lazyload(Fraction.result),
         )
-        .where(*conditions)
+        .where(*conditions, Fraction.verifies_fraction_id.is_(None))
         .order_by(Fraction.id)
     )
     return [(fraction, result) for fraction, result in session.execute(query)]
@@ -123,10 +119,15 @@ def _row(
     result: RegistrationResult,
     signoff: Signoff | None,
     source: ShiftSource,
+    verification: Fraction | None,
 ) -> FractionRow:
+    shifts = fraction_shifts(fraction, result, signoff, verification)
     shift: RegistrationResult | CouchCorrection | None
     if source is ShiftSource.REGISTRATION:
         shift = result
+    elif source is ShiftSource.RESIDUAL:
+        residual = None if shifts is None else shifts.residual()
+        shift = None if residual is None else residual[0]
     else:
         shift = None if signoff is None else signoff_repo.signed_correction(signoff)
     received = fraction.created_at.astimezone(datetime.UTC)
@@ -147,6 +148,7 @@ def _row(
         decision=None if signoff is None else signoff.decision,
         signed_by=None if signoff is None else signoff.printed_name,
         signed_at=None if signoff is None else signoff.signed_at,
+        shifts=shifts,
     )
 
 
@@ -156,8 +158,10 @@ def _rows(
     source: ShiftSource,
 ) -> list[FractionRow]:
     registered = [(f, r) for f, r in found if r is not None]
-    signoffs = signoff_repo.latest_signoffs(session, [f.id for f, _ in registered])
-    return [_row(f, r, signoffs.get(f.id), source) for f, r in registered]
+    ids = [f.id for f, _ in registered]
+    signoffs = signoff_repo.latest_signoffs(session, ids)
+    scans = repo.verifications_of(session, ids)
+    return [_row(f, r, signoffs.get(f.id), source, scans.get(f.id)) for f, r in registered]
 
 
 def _mark_repeat_images(
@@ -186,7 +190,6 @@ def _mark_repeat_images(
 
 def select_rows(session: Session, request: ReportRequest) -> Selection:
     """The period's fractions (and the listed courses' earlier ones) as report rows."""
-    refuse_residual(request.source)
     first, last = _day_bounds(request.period)
     conditions = [Fraction.created_at >= first, Fraction.created_at <= last]
     if request.site is not None:
@@ -209,6 +212,7 @@ def select_rows(session: Session, request: ReportRequest) -> Selection:
         margins_mm=margins,
         n_without_result=sum(1 for _, r in found if r is None),
         known_sites=known_sites,
+        n_without_measured=sum(1 for row in rows if row.shifts is None),
         anatomy_flags=tuple(_anatomy_flags(session, [f for f, _ in found])),
     )
 
@@ -250,6 +254,11 @@ def _margin_in_use(request: ReportRequest, selection: Selection, default_mm: flo
 
 def _notes(request: ReportRequest, selection: Selection, margin_mm: float) -> list[str]:
     notes = []
+    if selection.n_without_measured:
+        notes.append(
+            f"{selection.n_without_measured} listed fraction(s) have a stored result without "
+            "the measured motion and are left out of the three-part statistics."
+        )
     if selection.n_without_result:
         notes.append(
             f"{selection.n_without_result} fraction(s) of the period have no registration result "
@@ -294,6 +303,8 @@ def build(
         shift_source=request.source,
         margin_in_use_mm=margin_mm,
         notes=tuple(_notes(request, selection, margin_mm)),
+        sal_alpha_mm=request.sal_alpha_mm,
+        sal_n_max=request.sal_n_max,
     )
     return build_report(
         selection.rows,

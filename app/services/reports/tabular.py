@@ -30,6 +30,17 @@ from app.services.reports.present import (
     headline,
     notes,
 )
+from app.services.reports.present_parts import (
+    OFFLINE_HEADER,
+    OFFLINE_NOTE,
+    PART_COLUMNS,
+    PART_HEADER,
+    PART_TITLES,
+    offline_rows,
+    part_columns,
+    part_notes,
+    part_values,
+)
 from registration.stats import MarginVerdict, PatientStatistics, PopulationTranslationStats
 
 #: the CSV header (and the XLSX "Fractions" header), units in the names
@@ -50,6 +61,7 @@ CSV_COLUMNS: Final = (
     "decision",
     "signed_by",
     "signed_at",
+    *PART_COLUMNS,
 )
 _FORMULA_PREFIXES: Final = ("=", "+", "-", "@", "\t", "\r")
 _CSV_DECIMALS: Final = 4  # 0.1 µm: lossless for any shift a console reports
@@ -91,6 +103,7 @@ def fraction_values(report: Report) -> list[tuple[CellValue, ...]]:
             row.decision if row.decision is not None else AWAITING,
             row.signed_by,
             row.signed_at.astimezone(datetime.UTC) if row.signed_at is not None else None,
+            *part_columns(row).values(),
         )
         for row, vector_mm in zip(report.rows, report.vectors_mm, strict=True)
     ]
@@ -323,6 +336,30 @@ def _warnings_sheet(sheet: Worksheet, report: Report) -> None:
     _widths(sheet, [14, 10, 30, 13, 12, 12, 12, 110])
 
 
+def _parts_sheet(sheet: Worksheet, report: Report) -> None:
+    _append(sheet, ["Set-up error in three parts"], Font(bold=True, size=14))
+    for kind, title in PART_TITLES.items():
+        _append(sheet, [kind, title])
+    _append(sheet, [])
+    _header(sheet, PART_HEADER)
+    for values in part_values(report):
+        cells = _append(sheet, values)
+        if values[-1] == "not adequate":
+            cells[-1].font = _RED_BOLD
+    _append(sheet, [])
+    for note in part_notes(report):
+        _append(sheet, ["", note])
+    _widths(sheet, [18, 13, 6] + [11] * 9 + [22])
+
+
+def _offline_sheet(sheet: Worksheet, report: Report) -> None:
+    _append(sheet, [OFFLINE_NOTE])
+    _header(sheet, OFFLINE_HEADER)
+    for cells in offline_rows(report):
+        _append(sheet, cells)
+    _widths(sheet, [14, 10, 9, 24, 12, 26, 26, 110])
+
+
 def _about_sheet(sheet: Worksheet, report: Report) -> None:
     _append(sheet, [report.context.title], Font(bold=True, size=14))
     _append(sheet, [headline(report)])
@@ -341,7 +378,7 @@ def _about_sheet(sheet: Worksheet, report: Report) -> None:
 
 
 def to_xlsx(report: Report) -> bytes:
-    """Sheets Fractions, Patients, Population, Warnings, About (see the module docstring).
+    """Sheets Fractions, Patients, Population, Warnings, Three parts, Offline protocols, About.
 
     Numbers are stored at full precision and displayed with 2 decimals; dates are Excel dates,
     ``signed_at`` is an Excel date-time in UTC. An empty report keeps every sheet and header.
@@ -354,6 +391,8 @@ def to_xlsx(report: Report) -> bytes:
     _patients_sheet(workbook.create_sheet("Patients"), report)
     _population_sheet(workbook.create_sheet("Population"), report)
     _warnings_sheet(workbook.create_sheet("Warnings"), report)
+    _parts_sheet(workbook.create_sheet("Three parts"), report)
+    _offline_sheet(workbook.create_sheet("Offline protocols"), report)
     _about_sheet(workbook.create_sheet("About"), report)
     generated = report.context.generated_at_utc.replace(tzinfo=None)
     workbook.properties.title = f"{report.context.title}, {report.context.period.description}"

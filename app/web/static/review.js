@@ -2,11 +2,13 @@
 //
 // The volumes share one axis-aligned LPS grid (app/web/volumes.py): voxel (i, j, k) is at
 // origin + spacing·(i, j, k); arrays are ordered k (head +z), j (posterior +y), i (left +x).
-// "After correction" shows the MVCT sampled at M·p, where M = T(−Aᵀ·δ)·M_base: M_base undoes the
+// "After correction" shows the MVCT sampled at M·p, where M = A_δ ∘ M_base: M_base undoes the
 // registration's machine correction (server-computed, registration.couch.
-// correction_as_planning_to_daily) and δ is the physician's translation nudge in IEC table axes
-// (A: LPS → IEC). A nudge of +δ moves the corrected MVCT by +Aᵀ·δ in the patient frame, exactly
-// as moving the couch by δ would move the patient. Display: radiological (patient's right on the
+// correction_as_planning_to_daily) and δ is the physician's nudge in IEC table axes (translation
+// δt in mm, rotations in degrees; A: LPS → IEC). As in registration/adjustment.py:
+// A_δ(x) = R_aδ·(x − q) + q − Aᵀ·δt with q = M_base·P (the isocentre today) and
+// R_aδ = Aᵀ·R_δᵀ·A, R_δ = Rz(yaw)·Rx(pitch)·Ry(roll). A translation nudge of +δt moves the
+// corrected MVCT by +Aᵀ·δt in the patient frame, exactly as moving the couch by δt would. Display: radiological (patient's right on the
 // screen's left), anterior up in axial, head up in coronal and sagittal, anterior left in sagittal.
 "use strict";
 (function () {
@@ -152,15 +154,48 @@
   }
 
   // MVCT index = R·p + c (index space): the grid is isotropic and shared, so R is M's rotation
-  function mvctMapping() {
-    if (!state.after || config.baseToDaily === null) return null;
+  function matmul(x, y) {
+    return [0, 1, 2].map((r) => [0, 1, 2].map((c) => x[r][0] * y[0][c] + x[r][1] * y[1][c] + x[r][2] * y[2][c]));
+  }
+  function transpose(x) {
+    return [0, 1, 2].map((r) => [0, 1, 2].map((c) => x[c][r]));
+  }
+  function apply(x, v) {
+    return [0, 1, 2].map((r) => x[r][0] * v[0] + x[r][1] * v[1] + x[r][2] * v[2]);
+  }
+  function rotation(axis, deg) {
+    const t = (deg * Math.PI) / 180;
+    const c = Math.cos(t);
+    const s = Math.sin(t);
+    if (axis === 0) return [[1, 0, 0], [0, c, -s], [0, s, c]];
+    if (axis === 1) return [[c, 0, s], [0, 1, 0], [-s, 0, c]];
+    return [[c, -s, 0], [s, c, 0], [0, 0, 1]];
+  }
+
+  // M = A_δ ∘ M_base as (R, t): LPS mm (see the header)
+  function adjustedMotion() {
     const m = config.baseToDaily;
     const a = config.lpsToIec;
-    const shift = [0, 1, 2].map((r) => -(a[0][r] * state.offset[0] + a[1][r] * state.offset[1] + a[2][r] * state.offset[2]));
+    const rm = [0, 1, 2].map((r) => [m[r][0], m[r][1], m[r][2]]);
+    const tm = [0, 1, 2].map((r) => m[r][3]);
+    const [dx, dy, dz, pitch, roll, yaw] = state.offset;
+    const rDelta = matmul(rotation(2, yaw), matmul(rotation(0, pitch), rotation(1, roll)));
+    const rA = matmul(transpose(a), matmul(transpose(rDelta), a));
+    const iso = config.isocenter;
+    const q = apply(rm, iso).map((v, r) => v + tm[r]);
+    const d = apply(transpose(a), [dx, dy, dz]).map((v) => -v);
+    const R = matmul(rA, rm);
+    const rq = apply(rA, q);
+    const t = apply(rA, tm).map((v, r) => v - rq[r] + q[r] + d[r]);
+    return { R, t };
+  }
+
+  function mvctMapping() {
+    if (!state.after || config.baseToDaily === null) return null;
+    const { R, t } = adjustedMotion();
     const o = grid.origin_mm;
     const s = grid.spacing_mm;
-    const R = [0, 1, 2].map((r) => [m[r][0], m[r][1], m[r][2]]);
-    const c = [0, 1, 2].map((r) => (R[r][0] * o[0] + R[r][1] * o[1] + R[r][2] * o[2] + m[r][3] + shift[r] - o[r]) / s);
+    const c = [0, 1, 2].map((r) => (R[r][0] * o[0] + R[r][1] * o[1] + R[r][2] * o[2] + t[r] - o[r]) / s);
     return { R, c };
   }
 
@@ -365,7 +400,7 @@
     if (config.base === null) return null;
     const values = {};
     ALL_AXES.forEach((axis, n) => {
-      values[axis] = config.base[axis] + (n < 3 ? state.offset[n] : 0);
+      values[axis] = config.base[axis] + state.offset[n];
     });
     return values;
   }
@@ -385,13 +420,19 @@
       const cell = document.getElementById("adj-" + axis);
       if (cell) {
         cell.textContent = signed(values[axis]) + (axis.endsWith("_mm") ? " mm" : " °");
-        cell.classList.toggle("changed", isAdjusted() && TRANSLATIONS.includes(axis) && Math.abs(state.offset[TRANSLATIONS.indexOf(axis)]) > 1e-9);
+        cell.classList.toggle("changed", Math.abs(state.offset[ALL_AXES.indexOf(axis)]) > 1e-9);
       }
     }
     const text = document.getElementById("offset-text");
     if (text) {
       text.textContent = isAdjusted()
-        ? "adjusted by " + TRANSLATIONS.map((axis, n) => axis.replace("_mm", "") + " " + signed(state.offset[n]) + " mm").join(", ")
+        ? "adjusted by " +
+          ALL_AXES.filter((axis, n) => n < 3 || Math.abs(state.offset[n]) > 1e-9)
+            .map((axis) => {
+              const n = ALL_AXES.indexOf(axis);
+              return axis.replace(/_(mm|deg)$/, "") + " " + signed(state.offset[n]) + (n < 3 ? " mm" : "°");
+            })
+            .join(", ")
         : "no adjustment";
     }
     const large = TRANSLATIONS.some((axis) => Math.abs(values[axis]) >= config.largeShiftMm);
@@ -413,8 +454,8 @@
   function nudge(delta) {
     if (config.base === null) return;
     const started = performance.now();
-    for (let n = 0; n < 3; n++) {
-      state.offset[n] = Math.round((state.offset[n] + delta[n]) * 100) / 100;
+    for (let n = 0; n < 6; n++) {
+      state.offset[n] = Math.round((state.offset[n] + (delta[n] || 0)) * 100) / 100;
     }
     if (!state.after) setState(true, false);
     showCorrection();
@@ -470,8 +511,8 @@
   });
   for (const button of document.querySelectorAll("[data-axis]")) {
     button.addEventListener("click", () => {
-      const delta = [0, 0, 0];
-      delta[TRANSLATIONS.indexOf(button.dataset.axis)] = Number(button.dataset.step);
+      const delta = [0, 0, 0, 0, 0, 0];
+      delta[ALL_AXES.indexOf(button.dataset.axis)] = Number(button.dataset.step);
       nudge(delta);
     });
   }

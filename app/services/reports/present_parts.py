@@ -1,0 +1,173 @@
+"""The three parts and the offline protocols as table rows, shared by every format.
+
+Values come from :attr:`Report.parts` (:func:`registration.stats_parts.three_part_statistics`)
+and :attr:`Report.offline` (:func:`registration.stats_offline.offline_protocols`); nothing is
+computed here. :func:`part_values` keeps numbers as numbers (XLSX, CSV-like consumers),
+:func:`part_cells` formats them (PDF, HTML).
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from app.services.reports.model import FractionRow, Report
+from app.services.reports.present import VERDICT_LABELS, mm
+from registration.stats_offline import ProtocolOutcome
+from registration.stats_parts import ErrorPart, RotationErrors, TranslationErrors
+
+PART_TITLES: Final = {
+    "before_correction": "(a) Before correction — the margin WITHOUT daily imaging",
+    "residual": "(b) Residual after the daily correction — the margin verdict",
+    "adjustment": "(c) Physician adjustments — observer variation",
+}
+
+PART_HEADER: Final = (
+    "part",
+    "axis",
+    "unit",
+    "patients",
+    "patients with SD",
+    "M",
+    "Σ (plain)",
+    "Σ corrected",
+    "σ",
+    "van Herk 2.5Σc+0.7σ",
+    "Stroom 2Σc+0.7σ",
+    "van Herk with plain Σ",
+    "verdict",
+)
+
+OFFLINE_HEADER: Final = (
+    "patient_id",
+    "course_id",
+    "protocol",
+    "imaged fractions",
+    "corrections",
+    "total correction X/Y/Z (mm)",
+    "residual mean X/Y/Z (mm)",
+    "message",
+)
+
+PartValue = str | int | float | None
+
+_SIX: Final = ("lateral_mm", "longitudinal_mm", "vertical_mm", "pitch_deg", "roll_deg", "yaw_deg")
+#: per fraction, what the three parts are made of (see :mod:`registration.stats_parts`)
+PART_COLUMNS: Final = (
+    *(f"measured_{axis}" for axis in _SIX),
+    *(f"residual_{axis}" for axis in _SIX),
+    "residual_source",
+    *(f"adjustment_{axis}" for axis in _SIX),
+)
+
+
+def part_columns(row: FractionRow) -> dict[str, PartValue]:
+    """The fraction's measured 6-DOF correction, residual (and its source) and adjustment."""
+    values: dict[str, PartValue] = dict.fromkeys(PART_COLUMNS)
+    shifts = row.shifts
+    if shifts is None:
+        return values
+    values.update({f"measured_{k}": v for k, v in shifts.measured.as_dict().items()})
+    residual = shifts.residual()
+    if residual is not None:
+        values.update({f"residual_{k}": v for k, v in residual[0].as_dict().items()})
+        values["residual_source"] = residual[1].value
+    adjustment = shifts.adjustment()
+    if adjustment is not None:
+        values.update({f"adjustment_{k}": v for k, v in adjustment.as_dict().items()})
+    return values
+
+
+def _translation(part: str, axis: str, e: TranslationErrors) -> list[PartValue]:
+    return [
+        part,
+        axis,
+        "mm",
+        e.n_patients,
+        e.n_patients_with_sd,
+        e.mean_mm,
+        e.systematic_sd_mm,
+        e.systematic_sd_corrected_mm,
+        e.random_rms_mm,
+        e.van_herk_margin_mm,
+        e.stroom_margin_mm,
+        e.van_herk_margin_plain_mm,
+        None if e.verdict is None else VERDICT_LABELS[e.verdict],
+    ]
+
+
+def _rotation(part: str, axis: str, e: RotationErrors) -> list[PartValue]:
+    values: list[PartValue] = [part, axis, "deg", e.n_patients, e.n_patients_with_sd]
+    values += [e.mean_deg, e.systematic_sd_deg, e.systematic_sd_corrected_deg, e.random_rms_deg]
+    return [*values, None, None, None, None]
+
+
+def _part_values(part: ErrorPart) -> list[list[PartValue]]:
+    name = part.kind.value
+    return [
+        _translation(name, "lateral", part.lateral),
+        _translation(name, "longitudinal", part.longitudinal),
+        _translation(name, "vertical", part.vertical),
+        _rotation(name, "pitch", part.pitch),
+        _rotation(name, "roll", part.roll),
+        _rotation(name, "yaw", part.yaw),
+    ]
+
+
+def parts_of(report: Report) -> list[ErrorPart]:
+    p = report.parts
+    return [] if p is None else [p.before_correction, p.residual, p.adjustment]
+
+
+def part_values(report: Report) -> list[list[PartValue]]:
+    """Rows of :data:`PART_HEADER`, numbers as numbers (None: undefined)."""
+    return [row for part in parts_of(report) for row in _part_values(part)]
+
+
+def part_cells(part: ErrorPart) -> list[list[str]]:
+    """One part's rows formatted (``—`` where undefined), without the part column."""
+    return [
+        ["" if v is None else (mm(v) if isinstance(v, float) else str(v)) for v in row[1:]]
+        for row in _part_values(part)
+    ]
+
+
+def part_notes(report: Report) -> list[str]:
+    p = report.parts
+    if p is None:
+        return []
+    return [
+        f"Margin in use: {p.margin_in_use_mm:g} mm. Residual from verification scans in "
+        f"{p.n_residual_from_verification} fraction(s), from what the machine could not correct "
+        f"in {p.n_residual_from_machine}; {p.n_without_residual} without a residual; "
+        f"{p.n_adjusted_fractions} adjusted by the physician.",
+        *dict.fromkeys(note for part in parts_of(report) for note in part.notes),
+    ]
+
+
+def _triple(values: tuple[float, float, float]) -> str:
+    return " / ".join(f"{v:+.2f}" for v in values)
+
+
+def offline_cells(outcome: ProtocolOutcome) -> list[str]:
+    return [
+        outcome.patient_id,
+        outcome.course_id,
+        outcome.protocol.value.upper() if outcome.protocol.value != "enal" else "eNAL",
+        ", ".join(str(n) for n in outcome.imaged_fractions),
+        str(len(outcome.corrections)),
+        _triple(outcome.total_mm),
+        _triple(outcome.residual_mean_mm),
+        outcome.message,
+    ]
+
+
+def offline_rows(report: Report) -> list[list[str]]:
+    return [offline_cells(o) for o in report.offline]
+
+
+OFFLINE_NOTE: Final = (
+    "Offline protocols for courses without daily imaging, computed on each course's measured "
+    "corrections: NAL (de Boer & Heijmen, IJROBP 2001;50:1350), eNAL (IJROBP 2007;67:1586), "
+    "SAL (Bel et al., Radiother Oncol 1993;29:253) when its α and N_max are given. 'residual "
+    "mean' is the systematic error the protocol would have left."
+)
