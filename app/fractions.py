@@ -267,6 +267,12 @@ def _add_fraction(
     if iso is None and course.isocenter_x_mm is not None:
         iso = LpsPoint(course.isocenter_x_mm, course.isocenter_y_mm, course.isocenter_z_mm)  # type: ignore[arg-type]
     number = request.fraction_number or repo.next_fraction_number(session, course.id)
+    clash = repo.fraction_by_number(session, course.id, number)
+    if clash is not None:
+        raise ConflictError(
+            f"course {course.id} already has fraction number {number} (fraction {clash.id}): "
+            "send another number, or none and the next one is given"
+        )
     fraction = Fraction(
         course_id=course.id,
         patient_id=request.patient_id,

@@ -104,10 +104,21 @@ def fractions_of_patient(session: Session, patient_id: str) -> Sequence[Fraction
 
 
 def next_fraction_number(session: Session, course_id: int) -> int:
+    """max + 1 within the course, race-free: on PostgreSQL the course row is locked until the
+    transaction ends, so a concurrent numbering waits and then sees this fraction (SQLite writers
+    hold the database write lock from BEGIN). The unique index refuses a duplicate regardless."""
+    session.execute(select(Course.id).where(Course.id == course_id).with_for_update())
     highest = session.scalar(
         select(func.max(Fraction.fraction_number)).where(Fraction.course_id == course_id)
     )
     return int(highest or 0) + 1
+
+
+def fraction_by_number(session: Session, course_id: int, number: int) -> Fraction | None:
+    query = select(Fraction).where(
+        Fraction.course_id == course_id, Fraction.fraction_number == number
+    )
+    return session.scalar(query)
 
 
 # --- jobs -----------------------------------------------------------------------------------

@@ -1,0 +1,85 @@
+"""records: REPLACE refused, the record chain, unique fraction numbers, job heartbeats
+
+Revision ID: 0008
+Revises: 0004
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+
+from app.db import append_only
+
+revision = "0008"
+down_revision = "0004"
+branch_labels = None
+depends_on = None
+
+#: append-only tables and their keys (primary key and unique columns)
+_GUARDED = {
+    "audit_events": ("id",),
+    "signoffs": ("id",),
+    "registration_results": ("id", "fraction_id"),
+}
+
+
+def upgrade() -> None:
+    for table, keys in _GUARDED.items():
+        append_only.create_replace_guard(table, keys)
+
+    op.create_table(
+        "record_chain",
+        sa.Column("seq", sa.Integer(), autoincrement=False, nullable=False),
+        sa.Column("table_name", sa.String(length=32), nullable=False),
+        sa.Column("row_id", sa.Integer(), nullable=False),
+        sa.Column("row_sha256", sa.String(length=64), nullable=False),
+        sa.Column("mac", sa.String(length=64), nullable=False),
+        sa.Column("linked_at", sa.DateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("seq", name=op.f("pk_record_chain")),
+        sa.UniqueConstraint("table_name", "row_id", name="uq_record_chain_table_name_row_id"),
+    )
+    append_only.create_guard("record_chain")
+    append_only.create_replace_guard("record_chain", ("seq",))
+
+    _refuse_repeated_fraction_numbers()
+    with op.batch_alter_table("fractions", schema=None) as batch_op:
+        batch_op.create_index(
+            "uq_fractions_course_id_fraction_number", ["course_id", "fraction_number"], unique=True
+        )
+    with op.batch_alter_table("jobs", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("heartbeat_at", sa.DateTime(timezone=True), nullable=True))
+
+
+def downgrade() -> None:
+    with op.batch_alter_table("jobs", schema=None) as batch_op:
+        batch_op.drop_column("heartbeat_at")
+    with op.batch_alter_table("fractions", schema=None) as batch_op:
+        batch_op.drop_index("uq_fractions_course_id_fraction_number")
+    append_only.drop_replace_guard("record_chain")
+    append_only.drop_guard("record_chain")
+    op.drop_table("record_chain")
+    for table in _GUARDED:
+        append_only.drop_replace_guard(table)
+
+
+def _refuse_repeated_fraction_numbers() -> None:
+    """A course with two fractions of one number cannot be fixed by a migration: the number is
+    part of what was signed. Name them, so a physicist decides."""
+    repeated = (
+        op.get_bind()
+        .execute(
+            sa.text(
+                "SELECT course_id, fraction_number, count(*) FROM fractions "
+                "GROUP BY course_id, fraction_number HAVING count(*) > 1 "
+                "ORDER BY course_id, fraction_number"
+            )
+        )
+        .all()
+    )
+    if repeated:
+        listed = "; ".join(f"course {c} fraction {n} ({k} times)" for c, n, k in repeated)
+        raise RuntimeError(
+            f"fraction numbers repeat within a course: {listed}. Resolve them (which fraction "
+            "is which) before upgrading; mvct-guide now refuses repeated numbers."
+        )
