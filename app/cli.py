@@ -15,7 +15,7 @@ EXIT_NOT_TRUSTED = 3
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from app import cli_register, cli_report, cli_service
+    from app import cli_audit, cli_register, cli_report, cli_service
 
     parser = argparse.ArgumentParser(
         prog="mvct-guide",
@@ -26,6 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
     cli_register.add_commands(sub)
     cli_service.add_commands(sub)
     cli_report.add_commands(sub)
+    cli_audit.add_commands(sub)
     return parser
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -59,6 +59,10 @@ class Settings(BaseSettings):
     sign_in_window_s: float = Field(default=900.0, gt=0)
     #: Strict-Transport-Security max-age in seconds; 0: not sent (set it only behind HTTPS)
     hsts_max_age_s: int = Field(default=0, ge=0)
+    #: the secret of the record chain (app/record_key.py), at least 32 characters; empty: the key
+    #: file ``record_key_file`` (default ``<data_dir>/record.key``, created with mode 0600)
+    record_key: SecretStr = SecretStr("")
+    record_key_file: Path | None = None
 
     # --- DICOM networking (README "DICOM"; app/dicom/) ------------------------------------------
     #: TCP port of the C-STORE SCP started with the service; 0: no SCP (``serve --dicom-port``)
@@ -106,6 +110,10 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite:///{(self.data_dir / 'mvct-guide.sqlite3').resolve()}"
+
+    @property
+    def resolved_record_key_file(self) -> Path:
+        return self.record_key_file or self.data_dir / "record.key"
 
     @property
     def images_dir(self) -> Path:

@@ -17,13 +17,14 @@ from sqlalchemy import Engine, text
 
 from app.config import Settings
 from app.context import ServiceContext
-from app.db import migrate
+from app.db import migrate, record_chain
 from app.db import repository as repo
 from app.db.engine import make_engine, make_session_factory, make_writer_factory
 from app.jobs import JobRunner
 from app.pool import WorkerPool
 from app.queue.dispatch import QueueJobs
 from app.queue.locks import shared_lock
+from app.record_key import record_key_for
 from app.storage import ImageStore
 
 if TYPE_CHECKING:
@@ -39,11 +40,15 @@ def build_context(settings: Settings, pool: WorkerPool | None = None) -> Service
     )
     # replicas share the store only in queue mode: then its locks must hold across processes
     shared = None if settings.queue == "embedded" else shared_lock(engine, settings.data_dir)
+    sessions, writer = make_session_factory(engine), make_writer_factory(engine)
+    key = record_key_for(settings)
+    record_chain.install(sessions, key)
+    record_chain.install(writer, key)
     return ServiceContext(
         settings=settings,
         engine=engine,
-        sessions=make_session_factory(engine),
-        writer=make_writer_factory(engine),
+        sessions=sessions,
+        writer=writer,
         store=ImageStore(settings.images_dir, settings.tmp_dir, shared),
         pool=pool,
     )
@@ -55,6 +60,7 @@ def prepare_storage(ctx: ServiceContext) -> None:
     ctx.store.ensure_dirs()
     with _migration_lock(ctx.engine):
         migrate.upgrade(ctx.engine)
+    record_chain.link_unlinked_rows(ctx.writer)
     with ctx.sessions() as session:
         referenced = repo.all_series_hashes(session)
     removed = ctx.store.sweep(referenced, min_age_s=ctx.settings.orphan_sweep_min_age_s)

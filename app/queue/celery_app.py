@@ -98,15 +98,17 @@ def _init_process(**_: Any) -> None:
     if _settings is None:  # a Celery worker that is not ``mvct-guide worker``
         return
     from app import worker
+    from app.db import record_chain
     from app.db.engine import make_engine, make_writer_factory
+    from app.record_key import record_key_for
 
     settings = _settings
     engine = make_engine(
         settings.resolved_database_url(), sqlite_busy_timeout_ms=settings.sqlite_busy_timeout_ms
     )
-    _runtime = _Runtime(
-        settings, make_writer_factory(engine), ImageStore(settings.images_dir, settings.tmp_dir)
-    )
+    writer = make_writer_factory(engine)
+    record_chain.install(writer, record_key_for(settings))
+    _runtime = _Runtime(settings, writer, ImageStore(settings.images_dir, settings.tmp_dir))
     worker.initialize(settings.planning_cache_size)
     worker.warm_up()
     log.info("registration worker process %d is warm", os.getpid())
