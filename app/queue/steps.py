@@ -212,6 +212,44 @@ def requeue_interrupted(writer: sessionmaker[Session], max_attempts: int) -> Non
         session.commit()
 
 
+def requeue_orphans(
+    writer: sessionmaker[Session], job_ids: list[int], max_attempts: int
+) -> list[int]:
+    """Embedded pool: these running jobs have no worker (their outcome was lost): queue them
+    again (compare-and-set on the attempt) or fail them. Returns the ids queued again."""
+    requeued = []
+    with writer() as session:
+        for job_id in job_ids:
+            job = session.get(Job, job_id)
+            if job is None or job.status != JobStatus.RUNNING.value:
+                continue
+            if job.attempts >= max_attempts:
+                fail(
+                    session,
+                    job,
+                    job.attempts,
+                    f"the registration was interrupted {job.attempts} times; it was not retried "
+                    "again. Post the MVCT again or ask the physicist to check the server log.",
+                    500,
+                )
+            elif repo.requeue_job(session, job_id, job.attempts):
+                repo.record_audit(
+                    session,
+                    actor=ACTOR,
+                    action="requeued",
+                    entity="fraction",
+                    entity_id=job.fraction_id,
+                    detail={
+                        "job_id": job_id,
+                        "attempts": job.attempts,
+                        "reason": "marked running, but no worker was running it",
+                    },
+                )
+                requeued.append(job_id)
+        session.commit()
+    return requeued
+
+
 def run_job(
     writer: sessionmaker[Session],
     store: ImageStore,
