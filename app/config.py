@@ -42,11 +42,15 @@ class Settings(BaseSettings):
     broker_url: str = ""
     #: the broker queue of this service's jobs (several services may share one broker)
     queue_name: str = Field(default="mvct-guide-registrations", pattern=r"^[A-Za-z0-9_.:-]{1,100}$")
-    #: a queued registration running longer than this is stopped; after it (plus a minute) a job
-    #: still marked running is taken over by the next delivery
+    #: a queued registration running longer than this is stopped (its worker process is ended and
+    #: the job taken over by the next delivery)
     job_time_limit_s: float = Field(default=300.0, ge=10)
     #: how often each API replica publishes again jobs the broker may have lost (queue mode)
     queue_sweep_s: float = Field(default=60.0, ge=1)
+    #: queue workers write a running job's heartbeat this often; a job without one for
+    #: ``job_heartbeat_timeout_s`` is taken over by another worker (app/queue/heartbeat.py)
+    job_heartbeat_s: float = Field(default=2.0, gt=0, le=60)
+    job_heartbeat_timeout_s: float = Field(default=15.0, ge=5, le=3600)
     #: orphan files younger than this survive the start-up sweep (another replica may be writing
     #: them); 0 in the embedded default, where one process owns the data directory
     orphan_min_age_s: float | None = Field(default=None, ge=0)
@@ -95,16 +99,20 @@ class Settings(BaseSettings):
             )
         return self
 
+    @model_validator(mode="after")
+    def _heartbeat_within_its_timeout(self) -> Settings:
+        if self.job_heartbeat_s * 3 > self.job_heartbeat_timeout_s:
+            raise ValueError(
+                f"MVCT_GUIDE_JOB_HEARTBEAT_S ({self.job_heartbeat_s}) must be at most a third of "
+                f"MVCT_GUIDE_JOB_HEARTBEAT_TIMEOUT_S ({self.job_heartbeat_timeout_s})"
+            )
+        return self
+
     @property
     def orphan_sweep_min_age_s(self) -> float:
         if self.orphan_min_age_s is not None:
             return self.orphan_min_age_s
         return 0.0 if self.queue == "embedded" else 3600.0
-
-    @property
-    def job_stale_after_s(self) -> float:
-        """A job marked running for longer than this has no live attempt any more."""
-        return self.job_time_limit_s + 60.0
 
     def resolved_database_url(self) -> str:
         if self.database_url:

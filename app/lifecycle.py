@@ -115,7 +115,8 @@ def _queue_jobs(ctx: ServiceContext) -> QueueJobs:
         ctx.sessions,
         publisher(make_celery(ctx.settings), ctx.settings.queue_name),
         sweep_s=ctx.settings.queue_sweep_s,
-        stale_after_s=ctx.settings.job_stale_after_s,
+        stale_after_s=ctx.settings.job_heartbeat_timeout_s,
+        check_s=ctx.settings.job_heartbeat_s,
     )
 
 

@@ -127,8 +127,9 @@ def _register(task: Task, job_id: int, take_over: bool = False) -> str:
             runtime.store,
             job_id,
             take_over_running=take_over or redelivered,
-            stale_after_s=runtime.settings.job_stale_after_s,
+            stale_after_s=runtime.settings.job_heartbeat_timeout_s,
             max_attempts=runtime.settings.max_job_attempts,
+            heartbeat_s=runtime.settings.job_heartbeat_s,
         )
     except (OperationalError, InterfaceError) as exc:
         # the database is unreachable: try again later; this delivery's own claim (if it got
