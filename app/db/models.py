@@ -5,7 +5,8 @@ Invariants the schema itself enforces:
 * one stored image series per content hash (``image_series.content_sha256`` unique);
 * one fraction per MVCT series (``fractions.mvct_series_id`` unique): posting the same MVCT twice
   finds the existing fraction;
-* one fraction per number in a course (unique ``course_id, fraction_number``);
+* one fraction per number in a course: unique ``course_id, fraction_number, image_number``, where
+  ``image_number`` > 1 only for a repeat or verification image declared as such;
 * one job and at most one registration result per fraction (unique ``fraction_id``);
 * ``audit_events`` and ``registration_results`` are append-only (database triggers, see
   :mod:`app.db.append_only`).
@@ -171,7 +172,11 @@ class Fraction(Base):
     __tablename__ = "fractions"
     __table_args__ = (
         Index(
-            "uq_fractions_course_id_fraction_number", "course_id", "fraction_number", unique=True
+            "uq_fractions_course_id_fraction_number",
+            "course_id",
+            "fraction_number",
+            "image_number",
+            unique=True,
         ),
     )
 
@@ -180,6 +185,8 @@ class Fraction(Base):
     patient_id: Mapped[str] = mapped_column(String(64), index=True)
     mvct_series_id: Mapped[int] = mapped_column(ForeignKey("image_series.id"), unique=True)
     fraction_number: Mapped[int] = mapped_column(Integer)
+    #: 1; 2, 3 … for a repeat or verification image of the same fraction number (declared)
+    image_number: Mapped[int] = mapped_column(Integer, default=1)
     dof: Mapped[int] = mapped_column(Integer)
     mode: Mapped[str] = mapped_column(String(16))
     #: the isocentre asked for (request or course); None: the core's default (MVCT centre)

@@ -49,6 +49,25 @@ def test_an_explicit_fraction_number_given_twice_in_a_course_is_a_409_naming_the
     assert numbers == [1, 2]
 
 
+def test_a_repeat_or_verification_image_of_a_fraction_is_declared_and_numbered_as_an_image(
+    client: TestClient, console: dict[str, str], series: sf.Samples
+) -> None:
+    first = post(client, console, series, 0, fraction_number=3)
+    course_id = first.json()["course_id"]
+    repeat = post(
+        client, console, series, 1, course_id=course_id, fraction_number=3, repeat_image="true"
+    )
+    assert repeat.status_code == 202, repeat.text
+    assert (repeat.json()["fraction_number"], repeat.json()["image_number"]) == (3, 2)
+    assert first.json()["image_number"] == 1
+    missing = post(
+        client, console, series, 2, course_id=course_id, fraction_number=9, repeat_image="true"
+    )
+    assert missing.status_code == 422 and "no fraction number 9" in missing.json()["detail"]
+    unnumbered = post(client, console, series, 2, course_id=course_id, repeat_image="true")
+    assert unnumbered.status_code == 422
+
+
 def test_the_database_itself_refuses_a_second_fraction_with_the_same_number(
     client: TestClient, console: dict[str, str], series: sf.Samples
 ) -> None:
@@ -62,7 +81,7 @@ def test_the_database_itself_refuses_a_second_fraction_with_the_same_number(
         session.flush()
         session.rollback()
     with pytest.raises(IntegrityError, match="fraction_number"), ctx.writer() as session:
-        session.add(Fraction(**template, mvct_series_id=spare, fraction_number=1))
+        session.add(Fraction(**template, mvct_series_id=spare, fraction_number=1, image_number=1))
         session.flush()
 
 

@@ -9,6 +9,7 @@ PostgreSQL ``INSERT … ON CONFLICT DO UPDATE`` is an UPDATE of the existing row
 from __future__ import annotations
 
 import pytest
+from alembic import command
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
@@ -113,4 +114,44 @@ def test_replace_and_upserts_cannot_rewrite_a_signature_an_audit_event_or_a_resu
         assert connection.execute(
             text("SELECT count(*), min(lateral_mm) FROM registration_results")
         ).one() == (1, -2.57)
+    engine.dispose()
+
+
+def test_fractions_stored_with_a_repeated_number_become_numbered_images_when_migrating(
+    database_url: str,
+) -> None:
+    """Before 0008 a number could repeat (a repeat image, or by accident): the migration keeps
+    the (signed) number and numbers the images 1, 2 … in the order they were received."""
+    engine = make_engine(database_url)
+    migrate.upgrade(engine)  # a fresh file, or the migrated PostgreSQL template: back to 0004
+    with engine.begin() as connection:
+        config = migrate.alembic_config(engine)
+        config.attributes["connection"] = connection
+        command.downgrade(config, "0004")
+    with engine.begin() as connection:
+        for statement in (_USER, _SERIES, _COURSE):
+            connection.execute(text(statement))
+        for series_id in (2, 3, 4):
+            connection.execute(
+                text(
+                    _SERIES.replace(
+                        "(1, 'a', '1.2'", f"({series_id}, '{series_id}', '1.{series_id}'"
+                    )
+                )
+            )
+        for fraction_id, number in ((1, 1), (2, 1), (3, 2), (4, 1)):
+            connection.execute(
+                text(
+                    "INSERT INTO fractions (id, course_id, patient_id, mvct_series_id,"
+                    " fraction_number, dof, mode, created_at, created_by) VALUES"
+                    f" ({fraction_id}, 1, 'P', {fraction_id}, {number}, 6, 'tissue',"
+                    f" '2026-11-2{fraction_id} 09:00:00', 'test')"
+                )
+            )
+    migrate.upgrade(engine)
+    with engine.connect() as connection:
+        rows = connection.execute(
+            text("SELECT id, fraction_number, image_number FROM fractions ORDER BY id")
+        ).all()
+    assert [tuple(r) for r in rows] == [(1, 1, 1), (2, 1, 2), (3, 2, 1), (4, 1, 3)]
     engine.dispose()

@@ -42,10 +42,16 @@ def upgrade() -> None:
     append_only.create_guard("record_chain")
     append_only.create_replace_guard("record_chain", ("seq",))
 
-    _refuse_repeated_fraction_numbers()
+    with op.batch_alter_table("fractions", schema=None) as batch_op:
+        batch_op.add_column(
+            sa.Column("image_number", sa.Integer(), nullable=False, server_default="1")
+        )
+    _number_repeat_images()
     with op.batch_alter_table("fractions", schema=None) as batch_op:
         batch_op.create_index(
-            "uq_fractions_course_id_fraction_number", ["course_id", "fraction_number"], unique=True
+            "uq_fractions_course_id_fraction_number",
+            ["course_id", "fraction_number", "image_number"],
+            unique=True,
         )
     with op.batch_alter_table("jobs", schema=None) as batch_op:
         batch_op.add_column(sa.Column("heartbeat_at", sa.DateTime(timezone=True), nullable=True))
@@ -56,6 +62,7 @@ def downgrade() -> None:
         batch_op.drop_column("heartbeat_at")
     with op.batch_alter_table("fractions", schema=None) as batch_op:
         batch_op.drop_index("uq_fractions_course_id_fraction_number")
+        batch_op.drop_column("image_number")
     append_only.drop_replace_guard("record_chain")
     append_only.drop_guard("record_chain")
     op.drop_table("record_chain")
@@ -63,23 +70,23 @@ def downgrade() -> None:
         append_only.drop_replace_guard(table)
 
 
-def _refuse_repeated_fraction_numbers() -> None:
-    """A course with two fractions of one number cannot be fixed by a migration: the number is
-    part of what was signed. Name them, so a physicist decides."""
-    repeated = (
-        op.get_bind()
-        .execute(
-            sa.text(
-                "SELECT course_id, fraction_number, count(*) FROM fractions "
-                "GROUP BY course_id, fraction_number HAVING count(*) > 1 "
-                "ORDER BY course_id, fraction_number"
+def _number_repeat_images() -> None:
+    """Images already stored with a repeated fraction number (repeat or verification MVCTs)
+    become images 2, 3 … of that number, in the order they were received; the fraction number
+    itself, which was signed, is unchanged."""
+    bind = op.get_bind()
+    rows = bind.execute(
+        sa.text(
+            "SELECT id, course_id, fraction_number FROM fractions "
+            "ORDER BY course_id, fraction_number, created_at, id"
+        )
+    ).all()
+    seen: dict[tuple[int, int], int] = {}
+    for fraction_id, course_id, number in rows:
+        image = seen.get((course_id, number), 0) + 1
+        seen[(course_id, number)] = image
+        if image > 1:
+            bind.execute(
+                sa.text("UPDATE fractions SET image_number = :image WHERE id = :id"),
+                {"image": image, "id": fraction_id},
             )
-        )
-        .all()
-    )
-    if repeated:
-        listed = "; ".join(f"course {c} fraction {n} ({k} times)" for c, n, k in repeated)
-        raise RuntimeError(
-            f"fraction numbers repeat within a course: {listed}. Resolve them (which fraction "
-            "is which) before upgrading; mvct-guide now refuses repeated numbers."
-        )
