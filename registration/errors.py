@@ -7,7 +7,11 @@ because the service shows these words unchanged to a therapist at the console.
     ├── InputError                    images or options unusable (exit 2, HTTP 4xx)
     │   ├── DicomSeriesError          a DICOM series is incomplete, mixed, tilted, compressed, ...
     │   ├── SeriesSelectionError      several CT series were given and none was named
-    │   └── UnsupportedPositionError  a Patient Position other than HFS, HFP, FFS, FFP
+    │   ├── UnsupportedPositionError  a Patient Position other than HFS, HFP, FFS, FFP
+    │   └── PlanningPackageError      an RT Structure Set / RT Plan unusable with this CT
+    │       ├── ContourPlaneError     contours not on the CT's slice planes or outside it
+    │       ├── ReferenceMismatchError  patient, Frame of Reference or series UIDs disagree
+    │       └── PlanningSelectionError  several candidates (plans, isocentres) and none named
     └── RegistrationFailedError       elastix ran but produced no usable transform
 """
 
@@ -40,3 +44,34 @@ class UnsupportedPositionError(InputError):
 
 class RegistrationFailedError(RegistrationError, RuntimeError):
     """The optimiser did not produce a usable transform (e.g. no image overlap)."""
+
+
+class PlanningPackageError(InputError):
+    """An RT Structure Set or RT Plan cannot be used with the planning CT as it is."""
+
+
+class ContourPlaneError(PlanningPackageError):
+    """A structure's contours do not lie on the planning CT's slice planes (or lie outside it)."""
+
+
+class ReferenceMismatchError(PlanningPackageError):
+    """Two objects of the planning package disagree on the patient or on a referenced UID.
+
+    ``expected`` and ``found`` hold the two values the message names.
+    """
+
+    def __init__(self, message: str, expected: str, found: str) -> None:
+        super().__init__(message)
+        self.expected = expected
+        self.found = found
+
+
+class PlanningSelectionError(PlanningPackageError):
+    """Several structure sets, plans or isocentres qualify and the caller must name one.
+
+    ``choices`` lists them in words (UIDs or ``"x, y, z"`` in mm) for the message and the API.
+    """
+
+    def __init__(self, message: str, choices: tuple[str, ...]) -> None:
+        super().__init__(message)
+        self.choices = choices

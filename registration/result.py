@@ -2,13 +2,18 @@
 
 ``RegistrationResult.to_dict()`` is the JSON contract shared by the command line (``--json``), the
 HTTP API and the database; its field names are those of the user documentation.
+``RegistrationResult.from_dict()`` reads it back: ``from_dict(d).to_dict() == d`` for every
+``d`` that ``to_dict`` wrote.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum, unique
 from typing import Any
+
+import SimpleITK as sitk
 
 from registration.couch import CouchCorrection, Dof
 from registration.frames import PatientPosition
@@ -47,12 +52,18 @@ Roi = SphereRoi | BoxRoi
 
 @dataclass(frozen=True, slots=True)
 class RegistrationOptions:
-    """How to register. ``isocenter`` None means the centre of the daily (MVCT) volume."""
+    """How to register. ``isocenter`` None means the centre of the daily (MVCT) volume.
+
+    ``roi`` and ``planning_region`` are defined in the PLANNING frame (LPS mm; the region a
+    non-zero mask on the planning CT's grid, e.g. a structure plus a margin); the match uses only
+    MVCT voxels whose position, mapped by the current planning→daily estimate, falls inside both.
+    """
 
     isocenter: LpsPoint | None = None
     dof: Dof = Dof.SIX
     mode: Mode = Mode.TISSUE
     roi: Roi | None = None
+    planning_region: sitk.Image | None = field(default=None, compare=False)
     #: run an independent second estimate and mark the result untrusted when they disagree
     second_opinion: bool = True
     #: seed for elastix's random sampler; fixed so the same images always give the same answer
@@ -91,6 +102,34 @@ class RegistrationResult:
     trusted: bool
     warnings: tuple[str, ...] = field(default_factory=tuple)
     engine_version: str = ""
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> RegistrationResult:
+        """The result that :meth:`to_dict` wrote (values as rounded there)."""
+        q = values["quality"]
+        disagreement = q.get("second_estimate_disagreement_mm")
+        return cls(
+            planning_to_daily_lps=RigidTransformLps.from_array(values["planning_to_daily_lps"]),
+            couch_correction=CouchCorrection.from_dict(values["couch_correction"]),
+            couch_correction_6dof=CouchCorrection.from_dict(values["couch_correction_6dof"]),
+            isocenter_lps_mm=LpsPoint.from_array(values["isocenter_lps_mm"]),
+            patient_position=PatientPosition(values["patient_position"]),
+            dof=Dof(int(values["dof"])),
+            mode=Mode(values["mode"]),
+            quality=RegistrationQuality(
+                final_metric=float(q["final_metric"]),
+                overlap_fraction=float(q["overlap_fraction"]),
+                iterations=int(q["iterations"]),
+                seconds=float(q["seconds"]),
+                second_estimate_disagreement_mm=(
+                    None if disagreement is None else float(disagreement)
+                ),
+                converged=bool(q.get("converged", True)),
+            ),
+            trusted=bool(values["trusted"]),
+            warnings=tuple(str(w) for w in values.get("warnings", ())),
+            engine_version=str(values.get("engine_version", "")),
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON form (plain types only), rounded to what is meaningful (0.01 mm / 0.01°)."""

@@ -10,13 +10,13 @@ from __future__ import annotations
 import os
 import stat
 import subprocess
-import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+import review_data
 import service_fixtures as sf
 from service_fixtures import TestClient, create_app
 from sqlalchemy import func, select
@@ -26,9 +26,6 @@ from app.db import record_chain, repository, signoff_repo
 from app.db.models import AuditEvent, Fraction, Role
 from app.db.models_chain import RecordLink
 from app.db.models_signoff import Signoff
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "e2e"))
-import review_data
 
 PASSWORD = "correct horse"
 

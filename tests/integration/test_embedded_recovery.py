@@ -21,7 +21,7 @@ from service_fixtures import TestClient
 from sqlalchemy import func, select, update
 
 from app.db.models import AuditEvent, Job, RegistrationResult, utcnow
-from app.pool import WorkerPool
+from app.jobs.pool import WorkerPool
 
 pytestmark = pytest.mark.slow
 

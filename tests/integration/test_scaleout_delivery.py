@@ -24,12 +24,12 @@ import service_fixtures as sf
 from service_fixtures import TestClient
 from sqlalchemy import select, update
 
-from app import worker
 from app.db.models import AuditEvent, Job, JobStatus, utcnow
+from app.jobs import steps
+from app.jobs import task as worker
+from app.jobs.dispatch import QueueJobs
+from app.jobs.task import TaskOutcome
 from app.main import create_app
-from app.queue import steps
-from app.queue.dispatch import QueueJobs
-from app.worker import TaskOutcome
 
 
 @pytest.fixture
@@ -210,7 +210,7 @@ def test_a_heartbeating_job_is_left_alone_and_a_silent_one_is_published_again_on
 
 
 def test_a_heartbeat_is_written_only_for_the_attempt_that_owns_the_job(queued: TestClient) -> None:
-    from app.queue.heartbeat import beat
+    from app.jobs.heartbeat import beat
 
     ctx = ctx_of(queued)
     job_id = job_ids(queued)[0]

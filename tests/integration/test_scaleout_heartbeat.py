@@ -27,9 +27,9 @@ import scaleout_fixtures as so
 import service_fixtures as sf
 from sqlalchemy import func, select
 
-from app.accounts import create_api_key
 from app.db.engine import make_engine, make_session_factory, make_writer_factory
 from app.db.models import AuditEvent, Job, RegistrationResult, Role
+from app.services.accounts import create_api_key
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.broker]
 
