@@ -9,6 +9,7 @@ files younger than ``orphan_sweep_min_age_s``, which another replica may be writ
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
@@ -41,7 +42,7 @@ def build_context(settings: Settings, pool: WorkerPool | None = None) -> Service
     # replicas share the store only in queue mode: then its locks must hold across processes
     shared = None if settings.queue == "embedded" else shared_lock(engine, settings.data_dir)
     sessions, writer = make_session_factory(engine), make_writer_factory(engine)
-    key = record_key_for(settings)
+    key = functools.cache(lambda: record_key_for(settings))  # read or made at start, not here
     record_chain.install(sessions, key)
     record_chain.install(writer, key)
     return ServiceContext(
@@ -60,6 +61,8 @@ def prepare_storage(ctx: ServiceContext) -> None:
     ctx.store.ensure_dirs()
     with _migration_lock(ctx.engine):
         migrate.upgrade(ctx.engine)
+    with ctx.sessions() as session:
+        record_chain.key_of(session)  # a missing or short key stops the start, with its reason
     record_chain.link_unlinked_rows(ctx.writer)
     with ctx.sessions() as session:
         referenced = repo.all_series_hashes(session)

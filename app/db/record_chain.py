@@ -30,11 +30,12 @@ copy kept elsewhere to see that.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import json
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -59,19 +60,26 @@ _BATCH = 500
 # --- writing ----------------------------------------------------------------------------------
 
 
-def install(factory: sessionmaker[Session], key: bytes) -> None:
-    """Sessions of ``factory`` link every signature and audit event they insert, with ``key``."""
-    if len(key) < 16:
-        raise ValueError("the record key must be at least 16 bytes")
-    factory.configure(info={_KEY: key})
+KeySource = Callable[[], bytes]
+
+
+def install(factory: sessionmaker[Session], key: KeySource) -> None:
+    """Sessions of ``factory`` link every signature and audit event they insert, keyed by
+    ``key()`` — read when first needed (and then kept), so building a factory touches no file."""
+    factory.configure(info={_KEY: functools.cache(key)})
     event.listen(factory, "after_flush", _collect)
     event.listen(factory, "before_commit", _link_pending)
     event.listen(factory, "after_rollback", _forget)
 
 
 def key_of(session: Session) -> bytes | None:
-    key = session.info.get(_KEY)
-    return key if isinstance(key, bytes) else None
+    source = session.info.get(_KEY)
+    if source is None:
+        return None
+    key = source()
+    if not isinstance(key, bytes) or len(key) < 16:
+        raise ValueError("the record key must be at least 16 bytes")
+    return key
 
 
 def _collect(session: Session, _flush_context: Any) -> None:

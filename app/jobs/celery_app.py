@@ -107,7 +107,9 @@ def _init_process(**_: Any) -> None:
         settings.resolved_database_url(), sqlite_busy_timeout_ms=settings.sqlite_busy_timeout_ms
     )
     writer = make_writer_factory(engine)
-    record_chain.install(writer, record_key_for(settings))
+    record_chain.install(writer, lambda: record_key_for(settings))
+    with writer() as probe:  # a missing or short key stops the worker at start
+        record_chain.key_of(probe)
     _runtime = _Runtime(settings, writer, ImageStore(settings.images_dir, settings.tmp_dir))
     worker.initialize(settings.planning_cache_size)
     worker.warm_up()
