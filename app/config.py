@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -74,7 +74,8 @@ class Settings(BaseSettings):
     #: address the SCP listens on (``serve --dicom-host``)
     dicom_host: str = "127.0.0.1"
     dicom_ae_title: str = Field(default="MVCTGUIDE", min_length=1, max_length=16)
-    #: calling AE titles allowed to associate, comma-separated; empty: any
+    #: calling AE titles allowed to associate, comma-separated, besides the MVCT and planning CT
+    #: senders below; an AE title configured nowhere is refused (none configured: every one is)
     dicom_allowed_aes: str = ""
     #: refuse associations whose called AE title is not ``dicom_ae_title``
     dicom_check_called_ae: bool = True
@@ -85,11 +86,30 @@ class Settings(BaseSettings):
     dicom_planning_aes: str = ""
     dicom_mvct_pattern: str = "CTrue Image Set"
     dicom_planning_pattern: str = ""
-    dicom_unmatched_series: Literal["longest", "planning", "mvct", "ignore"] = "longest"
+    #: a series no rule identifies: held for a physicist (``unassigned``, GET
+    #: /api/v1/dicom/unassigned), taken as an MVCT, or ignored; never a planning CT by itself
+    dicom_unmatched_series: Literal["unassigned", "mvct", "ignore"] = "unassigned"
     #: a received series is complete when its association has ended and no instance came for this
     dicom_quiet_s: float = Field(default=5.0, ge=0, le=3600)
     #: after sign-off, C-STORE the REG to ``AET@host:port``; empty: off
     dicom_reg_destination: str = ""
+    #: limits of the receivers (app/dicom/quota.py), refused with Out of Resources (0xA700): one
+    #: data set; the inbox backlog (received, not yet used); free disk left for the inbox and DB
+    dicom_max_dataset_mb: float = Field(default=64.0, gt=0)
+    dicom_inbox_quota_mb: float = Field(default=20_480.0, gt=0)
+    dicom_min_free_mb: float = Field(default=2_048.0, ge=0)
+
+    @field_validator("dicom_unmatched_series", mode="before")
+    @classmethod
+    def _no_planning_ct_by_default(cls, value: object) -> object:
+        if value in ("longest", "planning"):
+            raise ValueError(
+                f"MVCT_GUIDE_DICOM_UNMATCHED_SERIES={value} is no longer accepted: a series no "
+                "rule identifies is never made a planning CT (a longer diagnostic CT became a "
+                "course that way). Name the planning CT senders in MVCT_GUIDE_DICOM_PLANNING_AES"
+                " or MVCT_GUIDE_DICOM_PLANNING_PATTERN; use unassigned, mvct or ignore"
+            )
+        return value
 
     # --- review pages (app/web/) ------------------------------------------------------------------
     #: a browser session unused for this long is closed (sign in again)

@@ -14,7 +14,9 @@ from fastapi.concurrency import run_in_threadpool
 
 from app import lifecycle, web
 from app.api import (
+    anatomy_qa,
     courses,
+    dicom_unassigned,
     dicomweb,
     fractions,
     health,
@@ -74,6 +76,8 @@ def create_app(settings: Settings | None = None, *, pool: WorkerPool | None = No
     app.include_router(signoff.router)
     app.include_router(registration_dcm.router)
     app.include_router(dicomweb.router)
+    app.include_router(anatomy_qa.router)
+    app.include_router(dicom_unassigned.router)
     web.install(app, settings)
     return app
 

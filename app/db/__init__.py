@@ -1,5 +1,6 @@
 """Tables, engine and migrations. SQLite (WAL, foreign keys on) by default, PostgreSQL by URL."""
 
+from app.db import models_anatomy as models_anatomy
 from app.db import models_chain as models_chain
 from app.db import models_dicom as models_dicom
 from app.db import models_signoff as models_signoff

@@ -25,12 +25,13 @@ import os
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import update
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.db import repository as repo
 from app.db.models import Job, JobStatus, RegistrationResult, utcnow
+from app.db.models_anatomy import FractionFigures, QaCourse
 from app.jobs import task as worker
 from app.jobs.heartbeat import heartbeating
 from app.jobs.task import RegistrationTask, TaskOutcome
@@ -115,6 +116,7 @@ def task_for(session: Session, store: ImageStore, job_id: int) -> RegistrationTa
     fraction = job.fraction
     planning = fraction.course.planning_series
     iso = (fraction.isocenter_x_mm, fraction.isocenter_y_mm, fraction.isocenter_z_mm)
+    is_qa = session.scalar(select(QaCourse.id).where(QaCourse.course_id == fraction.course_id))
     return RegistrationTask(
         job_id=job_id,
         planning_sha256=planning.content_sha256,
@@ -123,6 +125,7 @@ def task_for(session: Session, store: ImageStore, job_id: int) -> RegistrationTa
         isocenter_lps_mm=None if None in iso else iso,  # type: ignore[arg-type]
         dof=fraction.dof,
         mode=fraction.mode,
+        measure="qa_phantom" if is_qa is not None else "anatomy",
     )
 
 
@@ -323,6 +326,15 @@ def _store_result(session: Session, job: Job, attempt: int, outcome: TaskOutcome
         return  # not ours any more (re-queued or taken over meanwhile): store nothing
     result = EngineResult.from_dict(outcome.result or {})
     session.add(RegistrationResult.of(job.fraction_id, result))
+    if outcome.figures is not None:
+        session.add(
+            FractionFigures(
+                fraction_id=job.fraction_id,
+                anatomy=outcome.figures.get("anatomy"),
+                phantom=outcome.figures.get("phantom"),
+                note=outcome.figures.get("note"),
+            )
+        )
     repo.record_audit(
         session,
         actor=ACTOR,

@@ -17,6 +17,9 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 OutcomeKind = Literal["ok", "input_error", "registration_failed", "error"]
+#: what the worker measures after the rigid match: the anatomy of a patient fraction, the image
+#: figures of a QA phantom scan, or nothing
+Measure = Literal["anatomy", "qa_phantom", "none"]
 
 
 @dataclass(frozen=True)
@@ -28,6 +31,7 @@ class RegistrationTask:
     isocenter_lps_mm: tuple[float, float, float] | None
     dof: int
     mode: str
+    measure: Measure = "anatomy"
 
 
 @dataclass(frozen=True)
@@ -38,6 +42,8 @@ class TaskOutcome:
     planning_cache_hit: bool = False
     cached_plannings: tuple[str, ...] = ()
     seconds: float = 0.0
+    #: {"anatomy": AnatomyFigures JSON} or {"phantom": QaImageFigures JSON} or {"note": why not}
+    figures: dict[str, Any] | None = None
     pid: int = field(default_factory=os.getpid)
 
 
@@ -95,7 +101,8 @@ def run_registration(task: RegistrationTask) -> TaskOutcome:
             mode=Mode(task.mode),
         )
         result = register(prepared, daily, options)
-        return _outcome("ok", hit, started, result=result.to_dict())
+        figures = measure_after_match(task.measure, prepared.volume.image, daily.image, result)
+        return _outcome("ok", hit, started, result=result.to_dict(), figures=figures)
     except InputError as exc:
         return _outcome("input_error", hit, started, message=str(exc))
     except RegistrationFailedError as exc:
@@ -103,6 +110,36 @@ def run_registration(task: RegistrationTask) -> TaskOutcome:
     except Exception as exc:  # an engine fault: reported, never crashes the worker
         detail = "".join(traceback.format_exception_only(type(exc), exc)).strip()
         return _outcome("error", hit, started, message=detail)
+
+
+def measure_after_match(
+    measure: Measure, planning_hu: Any, daily_mv: Any, result: Any
+) -> dict[str, Any] | None:
+    """The anatomy (or QA phantom) figures of a registered MVCT; a failure here is a note, never
+    a failed registration (the couch correction stands on its own).
+
+    The body outline is the planning CT's threshold body and the misfit region the 50 mm sphere
+    around the isocentre: courses carry no structure set yet.
+    """
+    from registration.anatomy import measure_anatomy
+    from registration.errors import InputError
+    from registration.qa_phantom import measure_phantom_image
+
+    if measure == "none":
+        return None
+    try:
+        if measure == "qa_phantom":
+            phantom = measure_phantom_image(daily_mv, result.planning_to_daily_lps)
+            return {"phantom": phantom.to_dict()}
+        figures = measure_anatomy(
+            planning_hu, daily_mv, result.planning_to_daily_lps, isocenter=result.isocenter_lps_mm
+        )
+        return {"anatomy": figures.to_dict()}
+    except InputError as exc:
+        return {"note": f"not measured: {exc}"}
+    except Exception as exc:  # never lose the registration to a measuring fault
+        detail = "".join(traceback.format_exception_only(type(exc), exc)).strip()
+        return {"note": f"not measured (internal error): {detail}"}
 
 
 def _existing(path: str) -> str:
@@ -118,10 +155,12 @@ def _outcome(
     *,
     result: dict[str, Any] | None = None,
     message: str = "",
+    figures: dict[str, Any] | None = None,
 ) -> TaskOutcome:
     return TaskOutcome(
         kind=kind,
         result=result,
+        figures=figures,
         message=message,
         planning_cache_hit=hit,
         cached_plannings=tuple(_prepared.keys()),

@@ -13,6 +13,7 @@ from app.db.models import Fraction
 from app.db.models_signoff import Decision, Signoff
 from app.services.signoff import LARGE_SHIFT_MM
 from app.storage import ImageStore
+from app.web.anatomy_view import anatomy_view
 from app.web.plot import Point, translations_svg
 from app.web.worklist import machine_of
 from registration.couch import CouchCorrection, correction_as_planning_to_daily
@@ -57,6 +58,7 @@ def review_context(db: Session, store: ImageStore, fraction: Fraction) -> dict[s
         "signatures": list(reversed(signatures)),
         "current": current,
         "trend_svg": _trend(db, fraction),
+        "anatomy": anatomy_view(db, fraction),
         "config": _viewer_config(fraction, result, current, position),
     }
 

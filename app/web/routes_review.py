@@ -13,7 +13,9 @@ from app.context import ServiceContext
 from app.db import repository as repo
 from app.deps import MAX_ID, ContextDep
 from app.errors import NotFoundError, ServiceError
+from app.permissions import Action, may
 from app.schemas.signoff import MAX_ANGLE_DEG, MAX_SHIFT_MM, signoff_public
+from app.services import anatomy
 from app.services.signoff import SignRequest, sign
 from app.web import sessions
 from app.web.deps import (
@@ -155,3 +157,33 @@ async def review_sign(
         raise WebRefusalError(exc.status_code, exc.detail) from None
     body = signoff_public(signed.signoff, signed.signer).model_dump(mode="json")
     return JSONResponse({"signoff": body}, status_code=201, headers=SECURITY_HEADERS)
+
+
+@router.post("/review/{fraction_id}/anatomy-acknowledgement")
+async def review_anatomy_acknowledgement(
+    fraction_id: FractionId,
+    ctx: ContextDep,
+    settings: WebSettingsDep,
+    viewer: DataViewer,
+    csrf_token: Annotated[str, Form(max_length=1000)] = "",
+    note: Annotated[str, Form(max_length=2000)] = "",
+) -> Response:
+    """A physician acknowledges the anatomy-change alert with a note; back to the page."""
+    if not sessions.csrf_valid(viewer, csrf_token, settings.max_age_seconds):
+        raise WebRefusalError(403, "the form has expired (CSRF check failed): reload the page")
+    if not may(viewer.role, Action.ACKNOWLEDGE_ANATOMY) or viewer.user is None:
+        raise WebRefusalError(403, "only a physician can acknowledge an anatomy-change alert")
+    user = viewer.user
+
+    def run() -> None:
+        with ctx.writer() as db:
+            anatomy.acknowledge_anatomy(db, fraction_id, user, note, f"web:{user.username}")
+
+    try:
+        await run_in_threadpool(run)
+    except ServiceError as exc:
+        raise WebRefusalError(exc.status_code, exc.detail) from None
+    return Response(
+        status_code=303,
+        headers={"Location": f"/review/{fraction_id}#anatomy", **SECURITY_HEADERS},
+    )

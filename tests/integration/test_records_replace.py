@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import pytest
 from alembic import command
+from alembic.script import ScriptDirectory
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
@@ -123,11 +124,14 @@ def test_fractions_stored_with_a_repeated_number_become_numbered_images_when_mig
     """Before 0008 a number could repeat (a repeat image, or by accident): the migration keeps
     the (signed) number and numbers the images 1, 2 … in the order they were received."""
     engine = make_engine(database_url)
-    migrate.upgrade(engine)  # a fresh file, or the migrated PostgreSQL template: back to 0004
+    migrate.upgrade(
+        engine
+    )  # a fresh file, or the migrated PostgreSQL template: back to 0008's parent
     with engine.begin() as connection:
         config = migrate.alembic_config(engine)
         config.attributes["connection"] = connection
-        command.downgrade(config, "0004")
+        before = ScriptDirectory.from_config(config).get_revision("0008").down_revision
+        command.downgrade(config, str(before))
     with engine.begin() as connection:
         for statement in (_USER, _SERIES, _COURSE):
             connection.execute(text(statement))
