@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 from typing import Literal
 
@@ -67,6 +68,11 @@ class Settings(BaseSettings):
     #: file ``record_key_file`` (default ``<data_dir>/record.key``, created with mode 0600)
     record_key: SecretStr = SecretStr("")
     record_key_file: Path | None = None
+    #: reverse proxies whose ``X-Forwarded-For`` names the client (comma-separated addresses or
+    #: networks, e.g. ``10.0.0.5,10.1.0.0/16``); empty: the header is ignored (app/proxies.py)
+    trusted_proxies: str = ""
+    #: serve ``/docs``, ``/redoc`` and ``/openapi.json`` without authentication (the demo does)
+    public_docs: bool = False
 
     # --- DICOM networking (README "DICOM"; app/dicom/) ------------------------------------------
     #: TCP port of the C-STORE SCP started with the service; 0: no SCP (``serve --dicom-port``)
@@ -116,13 +122,24 @@ class Settings(BaseSettings):
     session_idle_minutes: float = Field(default=15.0, gt=0, le=24 * 60)
     #: a session is closed this long after sign-in, however busy
     session_max_hours: float = Field(default=12.0, gt=0, le=7 * 24)
-    #: send the session cookie only over HTTPS (set true behind TLS; the cookie is then
-    #: ``__Host-`` prefixed)
-    cookie_secure: bool = False
+    #: send the session cookie only over HTTPS (``Secure``, ``__Host-`` prefixed). Set it false
+    #: only to serve plain HTTP on localhost (the demo does; ``serve`` refuses other addresses)
+    cookie_secure: bool = True
     #: how often the worklist asks for changes
     worklist_poll_seconds: float = Field(default=5.0, ge=1, le=300)
     #: review volumes kept on disk (newest first)
     review_cache_fractions: int = Field(default=64, ge=1, le=10_000)
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxies_are_addresses(cls, value: str) -> str:
+        for entry in (part.strip() for part in value.split(",")):
+            if entry:
+                try:
+                    ipaddress.ip_network(entry, strict=False)
+                except ValueError:
+                    raise ValueError(f"{entry!r} is not an address or network") from None
+        return value
 
     @model_validator(mode="after")
     def _queue_needs_a_broker(self) -> Settings:
@@ -179,3 +196,31 @@ class Settings(BaseSettings):
     @property
     def cookie_name(self) -> str:
         return "__Host-mvct_guide_session" if self.cookie_secure else "mvct_guide_session"
+
+    @property
+    def login_cookie_name(self) -> str:
+        """The sign-in form's cookie (app/web/pre_session.py)."""
+        return "__Host-mvct_guide_login" if self.cookie_secure else "mvct_guide_login"
+
+
+def plain_http_refusal(settings: Settings, host: str) -> str | None:
+    """Why serving on ``host`` with these settings is refused, or None.
+
+    Cookies without ``Secure`` are only for plain HTTP on this machine (loopback): anywhere else
+    the session cookie would cross the network in clear.
+    """
+    if settings.cookie_secure or is_loopback(host):
+        return None
+    return (
+        f"MVCT_GUIDE_COOKIE_SECURE=false sends session cookies over plain HTTP: allowed only on "
+        f"localhost, not on --host {host}; serve HTTPS (behind a TLS proxy) and leave it true"
+    )
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False

@@ -11,7 +11,7 @@ from fastapi.responses import FileResponse, JSONResponse, Response
 
 from app.context import ServiceContext
 from app.db import repository as repo
-from app.deps import MAX_ID, ContextDep
+from app.deps import MAX_ID, ContextDep, client_address
 from app.errors import NotFoundError, ServiceError
 from app.permissions import Action, may
 from app.schemas.signoff import MAX_ANGLE_DEG, MAX_SHIFT_MM, signoff_public
@@ -110,6 +110,7 @@ def _number(text: str, label: str, limit: float) -> float | None:
 
 @router.post("/review/{fraction_id}/sign")
 async def review_sign(
+    http: Request,
     fraction_id: FractionId,
     ctx: ContextDep,
     settings: WebSettingsDep,
@@ -124,6 +125,7 @@ async def review_sign(
     pitch_deg: Annotated[str, Form(max_length=32)] = "",
     roll_deg: Annotated[str, Form(max_length=32)] = "",
     yaw_deg: Annotated[str, Form(max_length=32)] = "",
+    supersedes: Annotated[str, Form(max_length=20)] = "",
 ) -> Response:
     """Sign from the page: the session's person, their password typed again, the CSRF token."""
     if not sessions.csrf_valid(viewer, csrf_token, settings.max_age_seconds):
@@ -132,8 +134,15 @@ async def review_sign(
             "the form did not come from this page or has expired (CSRF check failed): "
             "nothing was signed; reload the page and sign again",
         )
+    if not can_sign(viewer):  # the session's role is known: no password is checked
+        raise WebRefusalError(
+            403,
+            f"only a physician can sign; you are signed in as {viewer.role}: nothing was signed",
+        )
     if not password:
         raise WebRefusalError(401, "type your password to sign: nothing was signed")
+    if supersedes.strip() and not supersedes.strip().isdigit():
+        raise WebRefusalError(422, f"supersedes {supersedes!r} is not a signature id")
     texts = (lateral_mm, longitudinal_mm, vertical_mm, pitch_deg, roll_deg, yaw_deg)
     limits = (MAX_SHIFT_MM,) * 3 + (MAX_ANGLE_DEG,) * 3
     values = [_number(t, axis, lim) for t, axis, lim in zip(texts, AXES, limits, strict=True)]
@@ -148,6 +157,9 @@ async def review_sign(
         decision=decision,
         reason=reason,
         correction=correction,
+        supersedes=int(supersedes) if supersedes.strip() else None,
+        client=client_address(http),
+        session_id=viewer.session_id,
     )
     try:
         signed = await run_in_threadpool(sign, ctx, request, f"web:{viewer.user.username}")

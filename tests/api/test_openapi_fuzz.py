@@ -60,7 +60,7 @@ def fuzzed(
         if not sf.postgres_reachable():
             pytest.skip("no PostgreSQL server on 127.0.0.1:5432")
         url = sf.postgres().new_database()
-    app = sf.create_app(sf.make_settings(tmp_path, url))
+    app = sf.create_app(sf.make_settings(tmp_path, url, public_docs=True))
     with TestClient(app) as client:
         keys = {
             "console": sf.add_api_key(client, "fuzz-console"),

@@ -1,7 +1,7 @@
 """records: REPLACE refused, the record chain, unique fraction numbers, job heartbeats
 
 Revision ID: 0008
-Revises: 0007
+Revises: 0006
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from alembic import op
 from app.db import append_only
 
 revision = "0008"
-down_revision = "0007"
+down_revision = "0006"
 branch_labels = None
 depends_on = None
 
