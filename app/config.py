@@ -6,7 +6,7 @@ import ipaddress
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -43,11 +43,15 @@ class Settings(BaseSettings):
     broker_url: str = ""
     #: the broker queue of this service's jobs (several services may share one broker)
     queue_name: str = Field(default="mvct-guide-registrations", pattern=r"^[A-Za-z0-9_.:-]{1,100}$")
-    #: a queued registration running longer than this is stopped; after it (plus a minute) a job
-    #: still marked running is taken over by the next delivery
+    #: a queued registration running longer than this is stopped (its worker process is ended and
+    #: the job taken over by the next delivery)
     job_time_limit_s: float = Field(default=300.0, ge=10)
     #: how often each API replica publishes again jobs the broker may have lost (queue mode)
     queue_sweep_s: float = Field(default=60.0, ge=1)
+    #: queue workers write a running job's heartbeat this often; a job without one for
+    #: ``job_heartbeat_timeout_s`` is taken over by another worker (app/jobs/heartbeat.py)
+    job_heartbeat_s: float = Field(default=2.0, gt=0, le=60)
+    job_heartbeat_timeout_s: float = Field(default=15.0, ge=5, le=3600)
     #: orphan files younger than this survive the start-up sweep (another replica may be writing
     #: them); 0 in the embedded default, where one process owns the data directory
     orphan_min_age_s: float | None = Field(default=None, ge=0)
@@ -60,6 +64,10 @@ class Settings(BaseSettings):
     sign_in_window_s: float = Field(default=900.0, gt=0)
     #: Strict-Transport-Security max-age in seconds; 0: not sent (set it only behind HTTPS)
     hsts_max_age_s: int = Field(default=0, ge=0)
+    #: the secret of the record chain (app/record_key.py), at least 32 characters; empty: the key
+    #: file ``record_key_file`` (default ``<data_dir>/record.key``, created with mode 0600)
+    record_key: SecretStr = SecretStr("")
+    record_key_file: Path | None = None
     #: reverse proxies whose ``X-Forwarded-For`` names the client (comma-separated addresses or
     #: networks, e.g. ``10.0.0.5,10.1.0.0/16``); empty: the header is ignored (app/proxies.py)
     trusted_proxies: str = ""
@@ -144,21 +152,29 @@ class Settings(BaseSettings):
             )
         return self
 
+    @model_validator(mode="after")
+    def _heartbeat_within_its_timeout(self) -> Settings:
+        if self.job_heartbeat_s * 3 > self.job_heartbeat_timeout_s:
+            raise ValueError(
+                f"MVCT_GUIDE_JOB_HEARTBEAT_S ({self.job_heartbeat_s}) must be at most a third of "
+                f"MVCT_GUIDE_JOB_HEARTBEAT_TIMEOUT_S ({self.job_heartbeat_timeout_s})"
+            )
+        return self
+
     @property
     def orphan_sweep_min_age_s(self) -> float:
         if self.orphan_min_age_s is not None:
             return self.orphan_min_age_s
         return 0.0 if self.queue == "embedded" else 3600.0
 
-    @property
-    def job_stale_after_s(self) -> float:
-        """A job marked running for longer than this has no live attempt any more."""
-        return self.job_time_limit_s + 60.0
-
     def resolved_database_url(self) -> str:
         if self.database_url:
             return self.database_url
         return f"sqlite:///{(self.data_dir / 'mvct-guide.sqlite3').resolve()}"
+
+    @property
+    def resolved_record_key_file(self) -> Path:
+        return self.record_key_file or self.data_dir / "record.key"
 
     @property
     def images_dir(self) -> Path:

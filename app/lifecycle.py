@@ -9,6 +9,7 @@ files younger than ``orphan_sweep_min_age_s``, which another replica may be writ
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
@@ -17,13 +18,14 @@ from sqlalchemy import Engine, text
 
 from app.config import Settings
 from app.context import ServiceContext
-from app.db import migrate
+from app.db import migrate, record_chain
 from app.db import repository as repo
 from app.db.engine import make_engine, make_session_factory, make_writer_factory
 from app.jobs.dispatch import QueueJobs
 from app.jobs.embedded import JobRunner
 from app.jobs.locks import shared_lock
 from app.jobs.pool import WorkerPool
+from app.record_key import record_key_for
 from app.storage import ImageStore
 
 if TYPE_CHECKING:
@@ -39,11 +41,15 @@ def build_context(settings: Settings, pool: WorkerPool | None = None) -> Service
     )
     # replicas share the store only in queue mode: then its locks must hold across processes
     shared = None if settings.queue == "embedded" else shared_lock(engine, settings.data_dir)
+    sessions, writer = make_session_factory(engine), make_writer_factory(engine)
+    key = functools.cache(lambda: record_key_for(settings))  # read or made at start, not here
+    record_chain.install(sessions, key)
+    record_chain.install(writer, key)
     return ServiceContext(
         settings=settings,
         engine=engine,
-        sessions=make_session_factory(engine),
-        writer=make_writer_factory(engine),
+        sessions=sessions,
+        writer=writer,
         store=ImageStore(settings.images_dir, settings.tmp_dir, shared),
         pool=pool,
     )
@@ -55,6 +61,9 @@ def prepare_storage(ctx: ServiceContext) -> None:
     ctx.store.ensure_dirs()
     with _migration_lock(ctx.engine):
         migrate.upgrade(ctx.engine)
+    with ctx.sessions() as session:
+        record_chain.key_of(session)  # a missing or short key stops the start, with its reason
+    record_chain.link_unlinked_rows(ctx.writer)
     with ctx.sessions() as session:
         referenced = repo.all_series_hashes(session)
     removed = ctx.store.sweep(referenced, min_age_s=ctx.settings.orphan_sweep_min_age_s)
@@ -109,7 +118,8 @@ def _queue_jobs(ctx: ServiceContext) -> QueueJobs:
         ctx.sessions,
         publisher(make_celery(ctx.settings), ctx.settings.queue_name),
         sweep_s=ctx.settings.queue_sweep_s,
-        stale_after_s=ctx.settings.job_stale_after_s,
+        stale_after_s=ctx.settings.job_heartbeat_timeout_s,
+        check_s=ctx.settings.job_heartbeat_s,
     )
 
 

@@ -80,6 +80,8 @@ class FractionPublic(BaseModel):
     patient_id: str
     course_id: int
     fraction_number: int
+    #: 1; 2, 3 … for a repeat or verification image of the same fraction number
+    image_number: int = 1
     created_at: datetime
     mvct_series_instance_uid: str
     patient_position: str
@@ -186,6 +188,7 @@ def fraction_public(
         patient_id=fraction.patient_id,
         course_id=fraction.course_id,
         fraction_number=fraction.fraction_number,
+        image_number=fraction.image_number,
         created_at=fraction.created_at,
         mvct_series_instance_uid=fraction.mvct_series.series_instance_uid,
         patient_position=fraction.mvct_series.patient_position,

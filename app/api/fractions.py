@@ -143,6 +143,9 @@ async def post_fraction(
     course_id: Annotated[int | None, Form(ge=1, le=MAX_ID)] = None,
     isocenter: IsocenterField = None,
     fraction_number: Annotated[int | None, Form(ge=1, le=1000)] = None,
+    repeat_image: Annotated[
+        bool, Form(description="a repeat or verification image of fraction_number")
+    ] = False,
     dof: Annotated[Dof | None, Form(description="default: the course's")] = None,
     mode: Annotated[Mode | None, Form(description="default: the course's")] = None,
     mvct_series_uid: SeriesUidField = None,
@@ -158,6 +161,7 @@ async def post_fraction(
         course_id=course_id,
         isocenter=parse_isocenter(isocenter),
         fraction_number=fraction_number,
+        repeat_image=repeat_image,
         dof=dof,
         mode=mode,
         mvct_series_uid=mvct_series_uid or None,

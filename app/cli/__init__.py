@@ -15,6 +15,7 @@ EXIT_NOT_TRUSTED = 3
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from app.cli import audit as cli_audit
     from app.cli import machines as cli_machines
     from app.cli import register as cli_register
     from app.cli import report as cli_report
@@ -32,6 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     cli_report.add_commands(sub)
     cli_retro.add_commands(sub)
     cli_machines.add_commands(sub)
+    cli_audit.add_commands(sub)
     return parser
 
 

@@ -203,12 +203,13 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _session(args: argparse.Namespace) -> Any:
-    from app.db import migrate
+    from app.db import migrate, record_chain
     from app.lifecycle import build_context
 
     ctx = build_context(settings_from(args))
     ctx.settings.data_dir.mkdir(parents=True, exist_ok=True)
     migrate.upgrade(ctx.engine)
+    record_chain.link_unlinked_rows(ctx.writer)
     return ctx
 
 

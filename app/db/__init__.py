@@ -1,6 +1,7 @@
 """Tables, engine and migrations. SQLite (WAL, foreign keys on) by default, PostgreSQL by URL."""
 
 from app.db import models_anatomy as models_anatomy
+from app.db import models_chain as models_chain
 from app.db import models_dicom as models_dicom
 from app.db import models_machine as models_machine
 from app.db import models_security as models_security

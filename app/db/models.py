@@ -5,6 +5,8 @@ Invariants the schema itself enforces:
 * one stored image series per content hash (``image_series.content_sha256`` unique);
 * one fraction per MVCT series (``fractions.mvct_series_id`` unique): posting the same MVCT twice
   finds the existing fraction;
+* one fraction per number in a course: unique ``course_id, fraction_number, image_number``, where
+  ``image_number`` > 1 only for a repeat or verification image declared as such;
 * one job and at most one registration result per fraction (unique ``fraction_id``);
 * ``audit_events`` and ``registration_results`` are append-only (database triggers, see
   :mod:`app.db.append_only`).
@@ -29,6 +31,7 @@ from sqlalchemy import (
     DateTime,
     Float,
     ForeignKey,
+    Index,
     Integer,
     MetaData,
     String,
@@ -259,12 +262,23 @@ class Fraction(Base):
     """One daily MVCT of a course; its registration runs as the fraction's job."""
 
     __tablename__ = "fractions"
+    __table_args__ = (
+        Index(
+            "uq_fractions_course_id_fraction_number",
+            "course_id",
+            "fraction_number",
+            "image_number",
+            unique=True,
+        ),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     course_id: Mapped[int] = mapped_column(ForeignKey("courses.id"), index=True)
     patient_id: Mapped[str] = mapped_column(String(64), index=True)
     mvct_series_id: Mapped[int] = mapped_column(ForeignKey("image_series.id"), unique=True)
     fraction_number: Mapped[int] = mapped_column(Integer)
+    #: 1; 2, 3 … for a repeat or verification image of the same fraction number (declared)
+    image_number: Mapped[int] = mapped_column(Integer, default=1)
     dof: Mapped[Dof] = mapped_column(IntEnumColumn(Dof))
     mode: Mapped[Mode] = mapped_column(EnumColumn(Mode, 16))
     #: the isocentre asked for (request or course); None: the core's default (MVCT centre)
@@ -313,6 +327,8 @@ class Job(Base):
     error: Mapped[str | None] = mapped_column(Text, default=None)
     #: HTTP status that best describes the failure (422 bad input, 500 engine fault)
     error_status: Mapped[int | None] = mapped_column(Integer, default=None)
+    #: last sign of life of the queue worker running the current attempt (app/jobs/heartbeat.py)
+    heartbeat_at: Mapped[datetime | None] = mapped_column(UtcDateTime, default=None)
 
     fraction: Mapped[Fraction] = relationship(back_populates="job")
 

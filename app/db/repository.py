@@ -132,8 +132,35 @@ def verifications_of(session: Session, fraction_ids: Sequence[int]) -> dict[int,
 
 
 def next_fraction_number(session: Session, course_id: int) -> int:
+    """max + 1 within the course, race-free: on PostgreSQL the course row is locked until the
+    transaction ends, so a concurrent numbering waits and then sees this fraction (SQLite writers
+    hold the database write lock from BEGIN). The unique index refuses a duplicate regardless."""
+    session.execute(select(Course.id).where(Course.id == course_id).with_for_update())
     highest = session.scalar(
         select(func.max(Fraction.fraction_number)).where(Fraction.course_id == course_id)
+    )
+    return int(highest or 0) + 1
+
+
+def fraction_by_number(session: Session, course_id: int, number: int) -> Fraction | None:
+    """The first image of fraction ``number`` of the course."""
+    query = (
+        select(Fraction)
+        .where(Fraction.course_id == course_id, Fraction.fraction_number == number)
+        .order_by(Fraction.image_number)
+        .limit(1)
+    )
+    return session.scalar(query)
+
+
+def next_image_number(session: Session, course_id: int, number: int) -> int:
+    """The next image of fraction ``number`` (a repeat or verification MVCT); race-free like
+    :func:`next_fraction_number`."""
+    session.execute(select(Course.id).where(Course.id == course_id).with_for_update())
+    highest = session.scalar(
+        select(func.max(Fraction.image_number)).where(
+            Fraction.course_id == course_id, Fraction.fraction_number == number
+        )
     )
     return int(highest or 0) + 1
 

@@ -39,6 +39,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from app.db import record_chain
 from app.db.models import Fraction, User
 from app.db.models_signoff import Decision, Signoff
 from registration.couch import CouchCorrection
@@ -140,9 +141,13 @@ def add_signoff(session: Session, signoff: Signoff, fraction: Fraction, signer: 
 
 
 def verify(session: Session, signoff: Signoff) -> bool:
-    """Does the stored hash still match the record rebuilt from the stored rows?"""
+    """Does the stored hash still match the record rebuilt from the stored rows, and does the
+    row's link in the record chain (a MAC keyed outside the database) still hold?"""
     fraction = session.get(Fraction, signoff.fraction_id)
     if fraction is None:
         return False
     record = signed_record(signoff, fraction, signer_of(session, signoff))
-    return record_sha256(record) == signoff.record_sha256
+    if record_sha256(record) != signoff.record_sha256:
+        return False
+    # the row's MAC link: a SHA-256 recomputed after an edit is not enough
+    return record_chain.link_is_intact(session, "signoffs", signoff.id)

@@ -97,16 +97,20 @@ def _init_process(**_: Any) -> None:
     global _runtime
     if _settings is None:  # a Celery worker that is not ``mvct-guide worker``
         return
+    from app.db import record_chain
     from app.db.engine import make_engine, make_writer_factory
     from app.jobs import task as worker
+    from app.record_key import record_key_for
 
     settings = _settings
     engine = make_engine(
         settings.resolved_database_url(), sqlite_busy_timeout_ms=settings.sqlite_busy_timeout_ms
     )
-    _runtime = _Runtime(
-        settings, make_writer_factory(engine), ImageStore(settings.images_dir, settings.tmp_dir)
-    )
+    writer = make_writer_factory(engine)
+    record_chain.install(writer, lambda: record_key_for(settings))
+    with writer() as probe:  # a missing or short key stops the worker at start
+        record_chain.key_of(probe)
+    _runtime = _Runtime(settings, writer, ImageStore(settings.images_dir, settings.tmp_dir))
     worker.initialize(settings.planning_cache_size)
     worker.warm_up()
     log.info("registration worker process %d is warm", os.getpid())
@@ -125,8 +129,9 @@ def _register(task: Task, job_id: int, take_over: bool = False) -> str:
             runtime.store,
             job_id,
             take_over_running=take_over or redelivered,
-            stale_after_s=runtime.settings.job_stale_after_s,
+            stale_after_s=runtime.settings.job_heartbeat_timeout_s,
             max_attempts=runtime.settings.max_job_attempts,
+            heartbeat_s=runtime.settings.job_heartbeat_s,
         )
     except (OperationalError, InterfaceError) as exc:
         # the database is unreachable: try again later; this delivery's own claim (if it got

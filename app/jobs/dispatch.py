@@ -3,8 +3,10 @@
 Each API replica runs one publisher thread. A job is published once when it is created; one the
 broker may have lost is published again by a periodic sweep (every ``queue_sweep_s``): jobs
 still queued after a sweep interval (the API died between the commit and the publish, or the
-broker restarted empty), and jobs marked running longer than any live attempt can run. At start
-every queued job is published. Publishing twice is harmless: the worker's claim is a
+broker restarted empty). Every ``job_heartbeat_s`` it also looks for running jobs whose worker
+has stopped heartbeating for ``job_heartbeat_timeout_s`` (:mod:`app.jobs.heartbeat`) and
+publishes them again (at most once per timeout each): a worker takes them over. At start every
+queued job is published. Publishing twice is harmless: the worker's claim is a
 compare-and-set on the jobs table, so a second message for a job finds it running or done and
 does nothing.
 
@@ -22,7 +24,7 @@ from collections import deque
 from collections.abc import Callable
 from datetime import timedelta
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.db.models import Job, JobStatus, utcnow
@@ -48,11 +50,14 @@ class QueueJobs:
         *,
         sweep_s: float,
         stale_after_s: float,
+        check_s: float | None = None,
     ) -> None:
         self._sessions = sessions
         self._publish = publish
         self._sweep_s = sweep_s
         self._stale_after_s = stale_after_s
+        self._check_s = check_s or sweep_s
+        self._republished: dict[int, float] = {}  #: stale job → when it was last published
         self._outbox: queue.Queue[int | _Stop] = queue.Queue()
         self._thread: threading.Thread | None = None
 
@@ -94,10 +99,12 @@ class QueueJobs:
         backoff_s = 1.0
         retry_at = 0.0
         next_sweep = 0.0  # sweep at once: publish what a stopped replica left queued
+        next_check = 0.0
         first_sweep = True
         while True:
             now = time.monotonic()
-            wake = next_sweep if not pending else min(next_sweep, retry_at)
+            wake = min(next_sweep, next_check)
+            wake = wake if not pending else min(wake, retry_at)
             try:
                 item = self._outbox.get(timeout=max(0.0, wake - now))
             except queue.Empty:
@@ -112,6 +119,14 @@ class QueueJobs:
                 except queue.Empty:
                     item = None
             now = time.monotonic()
+            if now >= next_check:
+                try:
+                    for job_id in self._stale_jobs(now):
+                        if job_id not in pending:
+                            pending.append(job_id)
+                except Exception:
+                    log.exception("cannot read the jobs table; checking heartbeats again later")
+                next_check = now + self._check_s
             if now >= next_sweep:
                 try:
                     for job_id in self._lost_jobs(everything_queued=first_sweep):
@@ -139,10 +154,9 @@ class QueueJobs:
                     backoff_s = min(backoff_s * 2, _MAX_BACKOFF_S)
 
     def _lost_jobs(self, *, everything_queued: bool) -> list[int]:
-        """Jobs whose message the broker may not hold any more."""
+        """Queued jobs whose message the broker may not hold any more."""
         now = utcnow()
         queued_before = now if everything_queued else now - timedelta(seconds=self._sweep_s)
-        running_before = now - timedelta(seconds=self._stale_after_s)
         with self._sessions() as session:
             queued = session.scalars(
                 select(Job.id)
@@ -150,10 +164,31 @@ class QueueJobs:
                 .order_by(Job.id)
                 .limit(_SWEEP_LIMIT)
             ).all()
+        return list(queued)
+
+    def _stale_jobs(self, now_mono: float) -> list[int]:
+        """Running jobs without a sign of life (start or heartbeat) for ``stale_after_s``,
+        not published again within that time already."""
+        before = utcnow() - timedelta(seconds=self._stale_after_s)
+        alive = func.coalesce(Job.heartbeat_at, Job.started_at)
+        with self._sessions() as session:
             stale = session.scalars(
                 select(Job.id)
-                .where(Job.status == JobStatus.RUNNING.value, Job.started_at < running_before)
+                .where(
+                    Job.status == JobStatus.RUNNING.value,
+                    Job.started_at < before,
+                    alive < before,
+                )
                 .order_by(Job.id)
                 .limit(_SWEEP_LIMIT)
             ).all()
-        return [*queued, *stale]
+        self._republished = {
+            job_id: at
+            for job_id, at in self._republished.items()
+            if job_id in stale and now_mono - at < self._stale_after_s
+        }
+        fresh = [job_id for job_id in stale if job_id not in self._republished]
+        for job_id in fresh:
+            log.warning("job %d: its worker stopped heartbeating; publishing it again", job_id)
+            self._republished[job_id] = now_mono
+        return fresh

@@ -12,6 +12,13 @@ compare-and-set running → done of the claiming attempt, so a fraction never ge
 whatever crashes or restarts in between. One dispatcher thread makes every job transition; it
 also polls the table every few seconds, so nothing queued is forgotten. The transitions themselves
 are in :mod:`app.jobs.steps`, shared with the Celery workers of the scale-out mode.
+
+Nothing is lost to a busy or briefly unreachable database: a finished registration whose result
+cannot be written (SQLite's write lock held past the busy timeout, PostgreSQL restarting) stays
+in memory and is written again with a growing delay (1 s … 30 s) until it is stored; waiters are
+told only then. The same poll re-reads the jobs marked ``running``: one that no worker of this
+service is running (its outcome was lost some other way) is queued again (or failed after
+``max_job_attempts``), so a fraction is never stuck ``running`` until the next restart.
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ import contextlib
 import logging
 import queue
 import threading
+import time
 from collections import deque
 from concurrent.futures import Future
 from dataclasses import dataclass
@@ -39,6 +47,8 @@ from app.storage import ImageStore
 log = logging.getLogger(__name__)
 ACTOR = steps.ACTOR
 _POLL_S = 5.0
+_RETRY_FIRST_S = 1.0
+_RETRY_MAX_S = 30.0
 
 
 class Jobs(Protocol):
@@ -77,6 +87,15 @@ class _Stop:
 _Event = _Enqueue | _Done | _Wake | _Stop
 
 
+@dataclass
+class _Unrecorded:
+    """A finished attempt whose outcome (held by its future) is not in the database yet."""
+
+    done: _Done
+    retry_at: float = 0.0
+    delay_s: float = _RETRY_FIRST_S
+
+
 class JobRunner:
     def __init__(
         self,
@@ -95,6 +114,7 @@ class JobRunner:
         self._events: queue.Queue[_Event] = queue.Queue()
         self._pending: deque[int] = deque()
         self._in_flight: set[int] = set()
+        self._unrecorded: dict[int, _Unrecorded] = {}
         self._waiters: dict[int, list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]]] = {}
         self._waiters_lock = threading.Lock()
         self._thread: threading.Thread | None = None
@@ -155,9 +175,11 @@ class JobRunner:
         self._events.put(_Wake())
 
     def _loop(self) -> None:
+        next_poll = time.monotonic() + _POLL_S
         while True:
+            wake = min([next_poll, *(u.retry_at for u in self._unrecorded.values())])
             try:
-                event = self._events.get(timeout=_POLL_S)
+                event = self._events.get(timeout=max(0.0, wake - time.monotonic()))
             except queue.Empty:
                 event = None
             if isinstance(event, _Stop):
@@ -167,8 +189,11 @@ class JobRunner:
                     self._add_pending(event.job_id)
                 elif isinstance(event, _Done):
                     self._complete(event)
-                elif event is None:
+                self._record_due()
+                if time.monotonic() >= next_poll:
+                    next_poll = time.monotonic() + _POLL_S
                     self._poll_queued()
+                    self._resume_orphans()
                 self._dispatch()
             except SQLAlchemyError:
                 log.exception("database error in the job dispatcher; retrying in %.0f s", _POLL_S)
@@ -205,13 +230,50 @@ class JobRunner:
 
     def _complete(self, done: _Done) -> None:
         self._in_flight.discard(done.job_id)
+        self._unrecorded[done.job_id] = _Unrecorded(done)
+        self._write_outcome(done.job_id)
+
+    def _record_due(self) -> None:
+        now = time.monotonic()
+        for job_id in [j for j, u in self._unrecorded.items() if u.retry_at <= now]:
+            self._write_outcome(job_id)
+
+    def _write_outcome(self, job_id: int) -> None:
+        """Store the attempt's outcome; on a database error keep it and try again later."""
+        entry = self._unrecorded[job_id]
+        done = entry.done
         try:
-            outcome = done.future.result()
-        except Exception as exc:  # the worker process died (BrokenProcessPool) or was cancelled
-            self._worker_lost(done, exc)
-        else:
-            self._record(done, outcome)
-        self._notify(done.job_id)
+            try:
+                outcome = done.future.result()
+            except Exception as exc:  # the worker process died (BrokenProcessPool) or cancelled
+                self._worker_lost(done, exc)
+            else:
+                self._record(done, outcome)
+        except Exception as exc:  # a database error above all; never a tight retry loop
+            entry.retry_at = time.monotonic() + entry.delay_s
+            log.warning(
+                "job %d: the database refused the outcome (%s); it is kept in memory and "
+                "written again in %.0f s",
+                job_id,
+                type(exc).__name__,
+                entry.delay_s,
+                exc_info=not isinstance(exc, SQLAlchemyError),
+            )
+            entry.delay_s = min(entry.delay_s * 2, _RETRY_MAX_S)
+            return
+        del self._unrecorded[job_id]
+        self._notify(job_id)
+
+    def _resume_orphans(self) -> None:
+        """Queue again the jobs marked running that no worker of this service runs."""
+        with self._sessions() as session:
+            running = repo.job_ids_with_status(session, [JobStatus.RUNNING])
+        orphans = [j for j in running if j not in self._in_flight and j not in self._unrecorded]
+        if not orphans:
+            return
+        for job_id in steps.requeue_orphans(self._writer, orphans, self._max_attempts):
+            log.warning("job %d was marked running but no worker ran it: queued again", job_id)
+            self._add_pending(job_id)
 
     def _worker_lost(self, done: _Done, exc: BaseException) -> None:
         log.warning("registration worker lost during job %d: %r", done.job_id, exc)

@@ -15,7 +15,7 @@ One job, whichever path runs it::
   a row inside a Celery worker process.
 * A job left ``running`` by a dead worker is taken over (:func:`take_over`, attempts+1) by the
   next delivery of its message — a broker redelivery after the worker was lost, or a republished
-  message once the job has been running longer than any live attempt can.
+  message once the job's worker has stopped heartbeating (:mod:`app.jobs.heartbeat`).
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ from app.db import repository as repo
 from app.db.models import Job, JobStatus, RegistrationResult, utcnow
 from app.db.models_anatomy import FractionFigures, QaCourse
 from app.jobs import task as worker
+from app.jobs.heartbeat import heartbeating
 from app.jobs.task import RegistrationTask, TaskOutcome
 from app.storage import ImageStore
 from registration.result import RegistrationResult as EngineResult
@@ -100,10 +101,11 @@ def take_over(
 
 
 def is_stale(job: Job, stale_after_s: float, now: datetime | None = None) -> bool:
-    """Running for longer than any live attempt can (Celery stops it at the time limit)."""
+    """Running, but no sign of life (claim or heartbeat) for ``stale_after_s``."""
     if job.status != JobStatus.RUNNING.value or job.started_at is None:
         return False
-    return job.started_at < (now or utcnow()) - timedelta(seconds=stale_after_s)
+    alive = max(job.started_at, job.heartbeat_at or job.started_at)
+    return alive < (now or utcnow()) - timedelta(seconds=stale_after_s)
 
 
 def task_for(session: Session, store: ImageStore, job_id: int) -> RegistrationTask | None:
@@ -216,6 +218,44 @@ def requeue_interrupted(writer: sessionmaker[Session], max_attempts: int) -> Non
         session.commit()
 
 
+def requeue_orphans(
+    writer: sessionmaker[Session], job_ids: list[int], max_attempts: int
+) -> list[int]:
+    """Embedded pool: these running jobs have no worker (their outcome was lost): queue them
+    again (compare-and-set on the attempt) or fail them. Returns the ids queued again."""
+    requeued = []
+    with writer() as session:
+        for job_id in job_ids:
+            job = session.get(Job, job_id)
+            if job is None or job.status != JobStatus.RUNNING.value:
+                continue
+            if job.attempts >= max_attempts:
+                fail(
+                    session,
+                    job,
+                    job.attempts,
+                    f"the registration was interrupted {job.attempts} times; it was not retried "
+                    "again. Post the MVCT again or ask the physicist to check the server log.",
+                    500,
+                )
+            elif repo.requeue_job(session, job_id, job.attempts):
+                repo.record_audit(
+                    session,
+                    actor=ACTOR,
+                    action="requeued",
+                    entity="fraction",
+                    entity_id=job.fraction_id,
+                    detail={
+                        "job_id": job_id,
+                        "attempts": job.attempts,
+                        "reason": "marked running, but no worker was running it",
+                    },
+                )
+                requeued.append(job_id)
+        session.commit()
+    return requeued
+
+
 def run_job(
     writer: sessionmaker[Session],
     store: ImageStore,
@@ -224,11 +264,14 @@ def run_job(
     take_over_running: bool,
     stale_after_s: float,
     max_attempts: int,
+    heartbeat_s: float | None = None,
 ) -> str:
     """Claim, register in this process, record: the whole job, as a queue worker runs it.
 
     ``take_over_running``: this delivery is known to follow a lost one (the broker says it
-    redelivered), so a job still marked running has no live attempt. Returns what happened.
+    redelivered), so a job still marked running has no live attempt. ``heartbeat_s``: write
+    the job's heartbeat this often while registering (:mod:`app.jobs.heartbeat`); a job
+    without a sign of life for ``stale_after_s`` is taken over. Returns what happened.
     """
     with writer() as session:  # closing without commit rolls back
         claimed = claim(session, store, job_id)
@@ -252,7 +295,11 @@ def run_job(
                 return "not taken over"
         session.commit()
     log.info("job %d: attempt %d running in process %d", job_id, claimed.attempt, os.getpid())
-    outcome = worker.run_registration(claimed.task)
+    if heartbeat_s is None:
+        outcome = worker.run_registration(claimed.task)
+    else:
+        with heartbeating(writer, job_id, claimed.attempt, heartbeat_s):
+            outcome = worker.run_registration(claimed.task)
     record_outcome(writer, job_id, claimed.attempt, outcome)
     return outcome.kind
 

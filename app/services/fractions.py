@@ -45,6 +45,8 @@ class FractionRequest:
     course_id: int | None = None
     isocenter: LpsPoint | None = None
     fraction_number: int | None = None
+    #: this MVCT is a repeat or verification image of ``fraction_number`` (which must exist)
+    repeat_image: bool = False
     dof: Dof | None = None
     mode: Mode | None = None
     mvct_series_uid: str | None = None  #: which series, when the upload holds several
@@ -262,13 +264,14 @@ def _add_fraction(
     actor: str,
 ) -> Fraction:
     iso = request.isocenter or course.isocenter
-    number = request.fraction_number or repo.next_fraction_number(session, course.id)
+    number, image = _number(session, request, course)
     profile = machines.profile_for_fraction(session, course, station_name)
     fraction = Fraction(
         course_id=course.id,
         patient_id=request.patient_id,
         mvct_series_id=mvct_row.id,
         fraction_number=number,
+        image_number=image,
         dof=machines.fraction_dof(request.dof, profile, course),
         mode=request.mode or course.mode,
         isocenter_x_mm=None if iso is None else iso.x_mm,
@@ -282,3 +285,28 @@ def _add_fraction(
     session.add(fraction)
     session.flush()
     return fraction
+
+
+def _number(session: Session, request: FractionRequest, course: Course) -> tuple[int, int]:
+    """(fraction number, image number): the next number, the one asked for if it is free, or
+    the next image of an existing number when the request says it is a repeat image."""
+    number = request.fraction_number
+    if number is None:
+        if request.repeat_image:
+            raise UnprocessableError("repeat_image needs the fraction_number it repeats")
+        return repo.next_fraction_number(session, course.id), 1
+    first = repo.fraction_by_number(session, course.id, number)
+    if request.repeat_image:
+        if first is None:
+            raise UnprocessableError(
+                f"course {course.id} has no fraction number {number} to repeat: send it "
+                "without repeat_image"
+            )
+        return number, repo.next_image_number(session, course.id, number)
+    if first is not None:
+        raise ConflictError(
+            f"course {course.id} already has fraction number {number} (fraction {first.id}): "
+            "send another number, none (the next one is given), or repeat_image=true for a "
+            "repeat or verification image of that fraction"
+        )
+    return number, 1

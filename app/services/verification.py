@@ -55,6 +55,7 @@ def receive_verification(
             dof=fraction.dof,
             mode=fraction.mode,
             verifies_fraction_id=fraction.id,
+            repeat_image=True,  # a further image of the same fraction number
         )
     received = receive_fraction(ctx, request, actor)
     if received.created:

@@ -7,8 +7,8 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from app.db import record_chain, signoff_repo
 from app.db import repository as repo
-from app.db import signoff_repo
 from app.db.models import Fraction
 from app.db.models_signoff import Decision, Signoff
 from app.services.machines import fraction_profile, machine_correction, profile_for_dof
@@ -83,7 +83,8 @@ def _signature(db: Session, signoff: Signoff, fraction: Fraction) -> SignatureVi
         signer_username=signer.username,
         signed_at_utc=signoff.signed_at.strftime("%Y-%m-%d %H:%M:%S UTC"),
         correction=None if correction is None else correction.as_dict(),
-        verified=signoff_repo.record_sha256(record) == signoff.record_sha256,
+        verified=signoff_repo.record_sha256(record) == signoff.record_sha256
+        and record_chain.link_is_intact(db, "signoffs", signoff.id),
     )
 
 

@@ -25,6 +25,7 @@ import service_fixtures as sf
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from service_fixtures import TestClient
+from sqlalchemy import func, select
 
 from app.db.models import Course, Fraction, ImageSeries, Job, RegistrationResult, Role, User
 from app.db.models_signoff import Signoff
@@ -153,11 +154,13 @@ def insert(client: TestClient, fractions: tuple[F, ...] = FRACTIONS) -> None:
 
 
 def add_fraction(session: Any, course: Course, mvct: ImageSeries, f: F, signer: User) -> None:
+    same_number = (Fraction.course_id == course.id) & (Fraction.fraction_number == f.number)
     fraction = Fraction(
         course_id=course.id,
         patient_id=f.patient,
         mvct_series=mvct,
         fraction_number=f.number,
+        image_number=1 + (session.scalar(select(func.count()).where(same_number)) or 0),
         dof=6,
         mode="tissue",
         created_at=at(f.day),

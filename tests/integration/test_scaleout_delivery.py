@@ -176,3 +176,46 @@ def test_a_job_that_used_its_attempts_is_failed_instead_of_taken_over(
     row = job(queued, job_id)
     assert (row.status, row.error_status) == ("failed", 500)
     assert "stopped unexpectedly 3 times" in (row.error or "")
+
+
+def test_a_heartbeating_job_is_left_alone_and_a_silent_one_is_published_again_once(
+    queued: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Started long ago but beating: a live worker, not taken over. Silent for 20 s: stale."""
+    monkeypatch.setattr(worker, "run_registration", lambda _: pytest.fail("ran"))
+    ctx = ctx_of(queued)
+    alive, silent = job_ids(queued)
+    long_ago = utcnow() - timedelta(seconds=600)
+    set_job(queued, alive, status="running", attempts=1, started_at=long_ago, heartbeat_at=utcnow())
+    set_job(
+        queued,
+        silent,
+        status="running",
+        attempts=1,
+        started_at=long_ago,
+        heartbeat_at=utcnow() - timedelta(seconds=20),
+    )
+    run = {"take_over_running": False, "stale_after_s": 15.0, "max_attempts": 3}
+    assert steps.run_job(ctx.writer, ctx.store, alive, **run) == "running elsewhere"
+    broker = FlakyBroker(failures=0)
+    jobs = QueueJobs(ctx.sessions, broker.publish, sweep_s=3600, stale_after_s=15.0, check_s=0.1)
+    jobs.start()
+    try:
+        assert wait_until(lambda: silent in broker.published)
+        time.sleep(0.5)  # several more checks: the same stale job is not published again
+    finally:
+        jobs.stop()
+    assert broker.published.count(silent) == 1
+    assert alive not in broker.published
+
+
+def test_a_heartbeat_is_written_only_for_the_attempt_that_owns_the_job(queued: TestClient) -> None:
+    from app.jobs.heartbeat import beat
+
+    ctx = ctx_of(queued)
+    job_id = job_ids(queued)[0]
+    set_job(queued, job_id, status="running", attempts=2, started_at=utcnow())
+    assert not beat(ctx.writer, job_id, 1)  # a worker whose attempt was taken over
+    assert job(queued, job_id).heartbeat_at is None
+    assert beat(ctx.writer, job_id, 2)
+    assert job(queued, job_id).heartbeat_at is not None

@@ -18,7 +18,7 @@ from alembic import op
 from registration.machine import SHIPPED_PROFILES
 
 revision = "0010"
-down_revision = "0006"
+down_revision = "0008"
 branch_labels = None
 depends_on = None
 
