@@ -22,7 +22,7 @@ Shipped profiles (:data:`SHIPPED_PROFILES`) and where their numbers come from
   for roll are ... implemented by rotating the delivery pattern about the central axis of the
   treatment unit" (Laub S, Snyder M, Burmeister J, "Technical evaluation of TomoTherapy automatic
   roll correction", JACMP 2015;16(3):80–89); pitch and yaw are measured but not correctable
-  (Langen KM et al., AAPM TG-148, Med Phys 2010;37:4817; DOMAIN.md). The lateral couch move is
+  (Langen KM et al., AAPM TG-148, Med Phys 2010;37:4817). The lateral couch move is
   made by hand on Hi·Art, longitudinal and vertical automatically *(unverified: from memory of
   the Hi·Art couch, check against the site's machine)*. Limits: ±25 mm lateral
   *(unverified, the manual lateral range of the Hi·Art couch as commonly quoted)*; ±100 mm

@@ -26,7 +26,7 @@ Definitions (details and sources in :mod:`registration.stats_margins`)
   with a 95 % percentile bootstrap interval over patients. The verdict compares the van Herk
   point estimate with the margin in use (3 mm, the PTV margin of the head-and-neck protocol);
   it is ``too_few_patients`` below 10 patients with ``n ≥ 2``, and the numbers are still given.
-* Thresholds, worded as in the issue and kept apart by name (values rounded to 1e-6 first):
+* Thresholds, kept apart by name (values rounded to 1e-6 first):
   per patient, ``n_beyond_margin`` counts ``|x| > margin`` and ``n_beyond_5mm`` counts
   ``|x| > 5 mm`` (strictly beyond); per fraction, ``..._at_least_3mm`` / ``..._at_least_5mm``
   count fractions with *any* translation axis ``|x| ≥ 3 mm`` / ``≥ 5 mm``. Roll is never

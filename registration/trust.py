@@ -18,7 +18,8 @@ from registration.geometry import LpsPoint, RigidTransformLps
 from registration.result import RegistrationQuality
 
 SECOND_OPINION_TOLERANCE_MM = 2.0
-#: Results beyond these are not wrong but are marked for a human look (DOMAIN: TG-142 scale).
+#: Results beyond these are not wrong but are marked for a human look: AAPM TG-142's
+#: repositioning tolerances are 1–2 mm, so an error this large means the set-up itself needs a look.
 MAX_TRUSTED_SHIFT_MM = 20.0
 MAX_TRUSTED_ROTATION_DEG = 5.0
 #: The capture range the global search is built and benchmarked for (each axis).

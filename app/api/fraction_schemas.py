@@ -146,7 +146,8 @@ class FractionPublic(BaseModel):
 
 
 class ShiftLogEntry(BaseModel):
-    fraction_id: int
+    id: int  #: the fraction's id, as every other resource answers it
+    fraction_id: int = Field(description="the same as id; kept for clients written before id")
     course_id: int
     fraction_number: int
     created_at: datetime
@@ -284,6 +285,7 @@ def shift_log_entry(fraction: Fraction, base_url: str) -> ShiftLogEntry:
     result = fraction.result
     couch = None if result is None else CouchCorrectionOut.of(result.couch_correction)
     return ShiftLogEntry(
+        id=fraction.id,
         fraction_id=fraction.id,
         course_id=fraction.course_id,
         fraction_number=fraction.fraction_number,

@@ -119,6 +119,7 @@ def test_the_shift_log_lists_a_patients_fractions_oldest_first(
         )
         ids.append(response.json()["id"])
     log = client.get(f"/api/v1/patients/{sf.PATIENT_ID}/fractions", headers=console).json()
-    assert [f["fraction_id"] for f in log["fractions"]] == ids
+    assert [f["id"] for f in log["fractions"]] == ids  # "id", as every other resource answers
+    assert [f["fraction_id"] for f in log["fractions"]] == ids  # kept for older clients
     assert [f["fraction_number"] for f in log["fractions"]] == [1, 2, 3]
     assert all(f["status"] == "queued" and f["couch_correction"] is None for f in log["fractions"])
