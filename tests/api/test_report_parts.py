@@ -79,6 +79,7 @@ def insert(client: TestClient) -> None:
             patient_id=course.patient_id,
             mvct_series=series(course.patient_id),
             fraction_number=number,
+            image_number=1 if verifies is None else 2,  # a verification is a further image
             dof=6,
             mode="tissue",
             created_at=at(day, hour),
