@@ -2,26 +2,40 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
+
+from sqlalchemy.orm import Session
 
 from app import series as series_ops
 from app.context import ServiceContext
 from app.db import repository as repo
-from app.db.models import Course
+from app.db.models import Course, ImageSeries
 from app.errors import ConflictError, NotFoundError, UnprocessableError
-from app.ingest import Upload, parse_series, remove_quietly, save_uploads
+from app.ingest import ParsedSeries, UploadedFiles, parse_series
+from app.storage import ImageStore
 from registration.couch import Dof
+from registration.frames import PatientPosition
 from registration.geometry import LpsPoint
 from registration.result import Mode
 
 
 @dataclass(frozen=True)
+class CourseSettings:
+    """What every fraction of a course uses unless it says otherwise."""
+
+    ptv_margin_mm: float
+    dof: Dof = Dof.SIX
+    mode: Mode = Mode.TISSUE
+    site: str = ""
+    isocenter: LpsPoint | None = None
+
+
+@dataclass(frozen=True)
 class CourseRequest:
     patient_id: str
-    planning: Sequence[Upload]
+    planning: UploadedFiles  #: saved already (see :mod:`app.ingest`)
     isocenter: LpsPoint | None = None
-    patient_position: str | None = None
+    patient_position: PatientPosition | None = None
     ptv_margin_mm: float | None = None
     dof: Dof = Dof.SIX
     mode: Mode = Mode.TISSUE
@@ -36,85 +50,102 @@ class CourseCreated:
 
 
 def create_course(ctx: ServiceContext, request: CourseRequest, actor: str) -> CourseCreated:
-    work = ctx.store.new_tmp_dir("upload")
-    try:
-        limit = 4 * ctx.settings.max_upload_bytes
-        upload = save_uploads(request.planning, work, "planning CT", limit)
-        parsed = parse_series(upload, request.planning_series_uid)
-        series_ops.check_patient(parsed, request.patient_id)
-        if request.patient_position and request.patient_position != parsed.patient_position:
-            raise UnprocessableError(
-                f"patient_position is {request.patient_position} but the planning CT says "
-                f"{parsed.patient_position}: check which is right (or leave the field out)"
-            )
-        margin = (
-            ctx.settings.default_ptv_margin_mm
-            if request.ptv_margin_mm is None
-            else request.ptv_margin_mm
+    parsed = parse_series(request.planning, request.planning_series_uid)
+    series_ops.check_patient(parsed, request.patient_id)
+    if request.patient_position and request.patient_position != parsed.patient_position:
+        raise UnprocessableError(
+            f"patient_position is {request.patient_position} but the planning CT says "
+            f"{parsed.patient_position}: check which is right (or leave the field out)"
         )
-        placed: list[str] = []
-        with ctx.store.lock([parsed.content_sha256]):
-            try:
-                with ctx.writer() as session:
-                    series = series_ops.get_or_place(session, ctx.store, parsed, placed)
-                    existing = repo.course_for_planning(session, request.patient_id, series.id)
-                    if existing is not None:
-                        return _same_or_conflict(existing, request, margin)
-                    iso = request.isocenter
-                    course = Course(
-                        patient_id=request.patient_id,
-                        planning_series_id=series.id,
-                        isocenter_x_mm=None if iso is None else iso.x_mm,
-                        isocenter_y_mm=None if iso is None else iso.y_mm,
-                        isocenter_z_mm=None if iso is None else iso.z_mm,
-                        patient_position=parsed.patient_position,
-                        ptv_margin_mm=margin,
-                        dof=int(request.dof),
-                        mode=request.mode.value,
-                        site=request.site,
-                        created_by=actor,
-                    )
-                    session.add(course)
-                    session.flush()
-                    repo.record_audit(
-                        session,
-                        actor=actor,
-                        action="course_created",
-                        entity="course",
-                        entity_id=course.id,
-                        detail={
-                            "patient_id": course.patient_id,
-                            "planning_sha256": series.content_sha256,
-                            "ptv_margin_mm": margin,
-                            "dof": course.dof,
-                            "mode": course.mode,
-                            "site": course.site,
-                        },
-                    )
-                    session.commit()
-                    return CourseCreated(course.id, created=True)
-            except BaseException:
-                with ctx.sessions() as session:
-                    series_ops.remove_unreferenced(ctx.store, session, placed)
-                raise
-    finally:
-        remove_quietly(work)
-
-
-def _same_or_conflict(existing: Course, request: CourseRequest, margin: float) -> CourseCreated:
-    iso = request.isocenter
-    wanted = (
-        None if iso is None else (iso.x_mm, iso.y_mm, iso.z_mm),
-        margin,
-        int(request.dof),
-        request.mode.value,
-        request.site,
+    margin = (
+        ctx.settings.default_ptv_margin_mm
+        if request.ptv_margin_mm is None
+        else request.ptv_margin_mm
     )
-    has_iso = existing.isocenter_x_mm is not None
+    settings = CourseSettings(margin, request.dof, request.mode, request.site, request.isocenter)
+    placed: list[str] = []
+    with ctx.store.lock([parsed.content_sha256]):
+        try:
+            with ctx.writer() as session:
+                course, created = place_course(
+                    session, ctx.store, request.patient_id, parsed, settings, placed, actor
+                )
+                if not created:
+                    return _same_or_conflict(course, settings)
+                session.commit()
+                return CourseCreated(course.id, created=True)
+        except BaseException:
+            with ctx.sessions() as session:
+                series_ops.remove_unreferenced(ctx.store, session, placed)
+            raise
+
+
+def place_course(
+    session: Session,
+    store: ImageStore,
+    patient_id: str,
+    planning: ParsedSeries | ImageSeries,
+    settings: CourseSettings,
+    placed: list[str],
+    actor: str,
+) -> tuple[Course, bool]:
+    """The patient's course on ``planning``: the stored one, or a new one (audited); created?
+
+    A planning CT not stored yet is placed first (its hash goes onto ``placed``, see
+    :func:`app.series.get_or_place`). The caller holds the store lock and commits.
+    """
+    series = (
+        planning
+        if isinstance(planning, ImageSeries)
+        else series_ops.get_or_place(session, store, planning, placed)
+    )
+    existing = repo.course_for_planning(session, patient_id, series.id)
+    if existing is not None:
+        return existing, False
+    iso = settings.isocenter
+    course = Course(
+        patient_id=patient_id,
+        planning_series_id=series.id,
+        isocenter_x_mm=None if iso is None else iso.x_mm,
+        isocenter_y_mm=None if iso is None else iso.y_mm,
+        isocenter_z_mm=None if iso is None else iso.z_mm,
+        patient_position=series.patient_position,
+        ptv_margin_mm=settings.ptv_margin_mm,
+        dof=settings.dof,
+        mode=settings.mode,
+        site=settings.site,
+        created_by=actor,
+    )
+    session.add(course)
+    session.flush()
+    repo.record_audit(
+        session,
+        actor=actor,
+        action="course_created",
+        entity="course",
+        entity_id=course.id,
+        detail={
+            "patient_id": course.patient_id,
+            "planning_sha256": series.content_sha256,
+            "ptv_margin_mm": settings.ptv_margin_mm,
+            "dof": int(settings.dof),
+            "mode": settings.mode.value,
+            "site": settings.site,
+        },
+    )
+    return course, True
+
+
+def _same_or_conflict(existing: Course, settings: CourseSettings) -> CourseCreated:
+    wanted = (
+        settings.isocenter,
+        settings.ptv_margin_mm,
+        settings.dof,
+        settings.mode,
+        settings.site,
+    )
     stored = (
-        (existing.isocenter_x_mm, existing.isocenter_y_mm, existing.isocenter_z_mm)
-        if has_iso
-        else None,
+        existing.isocenter,
         existing.ptv_margin_mm,
         existing.dof,
         existing.mode,
@@ -150,9 +181,9 @@ def update_course(ctx: ServiceContext, course_id: int, changes: CourseChanges, a
         if changes.ptv_margin_mm is not None:
             course.ptv_margin_mm = changes.ptv_margin_mm
         if changes.dof is not None:
-            course.dof = int(changes.dof)
+            course.dof = Dof(changes.dof)
         if changes.mode is not None:
-            course.mode = changes.mode.value
+            course.mode = changes.mode
         if changes.site is not None:
             course.site = changes.site
         if changes.isocenter is not None:

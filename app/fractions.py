@@ -1,7 +1,8 @@
 """Receiving a fraction: idempotent on the MVCT, reusing a stored planning CT, all or nothing.
 
-:func:`receive_fraction` runs in a worker thread of the web process. It saves the uploads to a
-private temporary folder, answers at once if this MVCT is already a fraction, reads and checks
+:func:`receive_fraction` runs in a worker thread of the web process (or the DICOM receiver's). It
+takes files already saved (:mod:`app.ingest`), answers at once if this MVCT is already a fraction,
+reads and checks
 the series with the core's reader (422 with its words on anything wrong), then — holding the
 store locks of the new series — places their files, writes the series, course, fraction, job and
 audit rows in one transaction, and removes the placed files again if that transaction fails.
@@ -9,20 +10,19 @@ audit rows in one transaction, and removes the placed files again if that transa
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from app import series as series_ops
 from app.context import ServiceContext
+from app.courses import CourseSettings, place_course
 from app.db import repository as repo
 from app.db.models import Course, Fraction, ImageSeries, Job
 from app.errors import ConflictError, UnprocessableError
-from app.ingest import ParsedSeries, Upload, parse_series, remove_quietly, save_uploads
-from app.series import SeriesGeometry
+from app.ingest import ParsedSeries, UploadedFiles, parse_series
+from registration.compatibility import SeriesExtent
 from registration.couch import Dof
 from registration.geometry import LpsPoint
 from registration.result import Mode
@@ -34,8 +34,8 @@ DEFAULT_MODE = Mode.TISSUE
 @dataclass(frozen=True)
 class FractionRequest:
     patient_id: str
-    mvct: Sequence[Upload]
-    planning: Sequence[Upload] | None = None
+    mvct: UploadedFiles
+    planning: UploadedFiles | None = None
     course_id: int | None = None
     isocenter: LpsPoint | None = None
     fraction_number: int | None = None
@@ -60,10 +60,10 @@ class _Planning:
     stored: ImageSeries | None
     parsed: ParsedSeries | None
 
-    def geometry(self) -> SeriesGeometry:
+    def extent(self) -> SeriesExtent:
         if self.parsed is not None:
-            return SeriesGeometry.of_parsed(self.parsed)
-        return SeriesGeometry.of_row("planning CT", self._row())
+            return self.parsed.extent
+        return series_ops.extent_of_row(self._row())
 
     def series_instance_uid(self) -> str:
         if self.parsed is not None:
@@ -87,35 +87,29 @@ def receive_fraction(ctx: ServiceContext, request: FractionRequest, actor: str) 
             "send the planning CT (field 'planning') or the id of an existing course "
             "(field 'course_id')"
         )
-    work = ctx.store.new_tmp_dir("upload")
+    existing = _existing(ctx, request.mvct.content_sha256, request.patient_id)
+    if existing is not None:
+        return existing
+    mvct = parse_series(request.mvct, request.mvct_series_uid)
+    series_ops.check_patient(mvct, request.patient_id)
+    existing = _existing(ctx, mvct.content_sha256, request.patient_id)
+    if existing is not None:
+        return existing
+    planning = _resolve_planning(ctx, request)
+    if planning.series_instance_uid() == mvct.series_instance_uid:
+        raise UnprocessableError(
+            f"the MVCT and the planning CT are the same series ({mvct.series_instance_uid}): "
+            "send today's MVCT in 'mvct' and the planning CT in 'planning'"
+        )
+    series_ops.check_compatible(mvct.extent, planning.extent())
     try:
-        limit = 4 * ctx.settings.max_upload_bytes
-        mvct_upload = save_uploads(request.mvct, work / "mvct", "MVCT", limit)
-        existing = _existing(ctx, mvct_upload.content_sha256, request.patient_id)
-        if existing is not None:
-            return existing
-        mvct = parse_series(mvct_upload, request.mvct_series_uid)
-        series_ops.check_patient(mvct, request.patient_id)
+        return _store(ctx, request, mvct, planning, actor)
+    except IntegrityError:
+        # a concurrent request (another process) stored the same thing first
         existing = _existing(ctx, mvct.content_sha256, request.patient_id)
         if existing is not None:
             return existing
-        planning = _resolve_planning(ctx, request, work / "planning", limit)
-        if planning.series_instance_uid() == mvct.series_instance_uid:
-            raise UnprocessableError(
-                f"the MVCT and the planning CT are the same series ({mvct.series_instance_uid}): "
-                "send today's MVCT in 'mvct' and the planning CT in 'planning'"
-            )
-        series_ops.check_compatible(SeriesGeometry.of_parsed(mvct), planning.geometry())
-        try:
-            return _store(ctx, request, mvct, planning, actor)
-        except IntegrityError:
-            # a concurrent request (another process) stored the same thing first
-            existing = _existing(ctx, mvct.content_sha256, request.patient_id)
-            if existing is not None:
-                return existing
-            return _store(ctx, request, mvct, planning, actor)
-    finally:
-        remove_quietly(work)
+        return _store(ctx, request, mvct, planning, actor)
 
 
 def _existing(ctx: ServiceContext, mvct_sha256: str, patient_id: str) -> Received | None:
@@ -131,9 +125,7 @@ def _existing(ctx: ServiceContext, mvct_sha256: str, patient_id: str) -> Receive
         return Received(fraction.id, fraction.job.id, created=False)
 
 
-def _resolve_planning(
-    ctx: ServiceContext, request: FractionRequest, folder: Path, limit: int
-) -> _Planning:
+def _resolve_planning(ctx: ServiceContext, request: FractionRequest) -> _Planning:
     if request.course_id is not None:
         with ctx.sessions() as session:
             course = repo.course_by_id(session, request.course_id)
@@ -149,7 +141,7 @@ def _resolve_planning(
                 )
             return _Planning(course=course, stored=None, parsed=None)
     assert request.planning
-    upload = save_uploads(request.planning, folder, "planning CT", limit)
+    upload = request.planning
     with ctx.sessions() as session:
         stored = repo.series_by_hash(session, upload.content_sha256)
     if stored is not None:  # seen before: nothing to read, nothing to store
@@ -226,36 +218,16 @@ def _course(
         course = repo.course_by_id(session, planning.course.id)
         assert course is not None
         return course
-    if planning.parsed is not None:
-        series = series_ops.get_or_place(session, ctx.store, planning.parsed, placed)
-    else:
-        assert planning.stored is not None
-        series = planning.stored
-    course = repo.course_for_planning(session, request.patient_id, series.id)
-    if course is not None:
-        return course
-    course = Course(
-        patient_id=request.patient_id,
-        planning_series_id=series.id,
-        isocenter_x_mm=None if request.isocenter is None else request.isocenter.x_mm,
-        isocenter_y_mm=None if request.isocenter is None else request.isocenter.y_mm,
-        isocenter_z_mm=None if request.isocenter is None else request.isocenter.z_mm,
-        patient_position=series.patient_position,
+    source = planning.parsed if planning.parsed is not None else planning.stored
+    assert source is not None
+    settings = CourseSettings(
         ptv_margin_mm=ctx.settings.default_ptv_margin_mm,
-        dof=int(request.dof or DEFAULT_DOF),
-        mode=(request.mode or DEFAULT_MODE).value,
-        site="",
-        created_by=actor,
+        dof=request.dof or DEFAULT_DOF,
+        mode=request.mode or DEFAULT_MODE,
+        isocenter=request.isocenter,
     )
-    session.add(course)
-    session.flush()
-    repo.record_audit(
-        session,
-        actor=actor,
-        action="course_created",
-        entity="course",
-        entity_id=course.id,
-        detail={"patient_id": course.patient_id, "planning_sha256": series.content_sha256},
+    course, _ = place_course(
+        session, ctx.store, request.patient_id, source, settings, placed, actor
     )
     return course
 
@@ -263,17 +235,15 @@ def _course(
 def _add_fraction(
     session: Session, request: FractionRequest, course: Course, mvct_row: ImageSeries, actor: str
 ) -> Fraction:
-    iso = request.isocenter
-    if iso is None and course.isocenter_x_mm is not None:
-        iso = LpsPoint(course.isocenter_x_mm, course.isocenter_y_mm, course.isocenter_z_mm)  # type: ignore[arg-type]
+    iso = request.isocenter or course.isocenter
     number = request.fraction_number or repo.next_fraction_number(session, course.id)
     fraction = Fraction(
         course_id=course.id,
         patient_id=request.patient_id,
         mvct_series_id=mvct_row.id,
         fraction_number=number,
-        dof=int(request.dof or course.dof),
-        mode=(request.mode or Mode(course.mode)).value,
+        dof=request.dof or course.dof,
+        mode=request.mode or course.mode,
         isocenter_x_mm=None if iso is None else iso.x_mm,
         isocenter_y_mm=None if iso is None else iso.y_mm,
         isocenter_z_mm=None if iso is None else iso.z_mm,

@@ -1,4 +1,8 @@
-"""From uploaded files to a checked CT series ready to store: save, unpack, hash, read.
+"""From received files to a checked CT series ready to store: save, unpack, hash, read.
+
+Files reach the use cases already saved: HTTP uploads are written to a private temporary folder
+first (:func:`save_uploads` inside :func:`upload_folder`), files the DICOM receiver already
+holds are hashed where they lie (:func:`files_in_place`) and copied only into the image store.
 
 Runs in the web process (in a thread), so it uses only the core's DICOM reader (pydicom and
 SimpleITK), never the registration engine and its ITK import.
@@ -6,19 +10,22 @@ SimpleITK), never the registration engine and its ITK import.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import shutil
 import zipfile
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
 from app.errors import PayloadTooLargeError, UnprocessableError
-from app.storage import series_content_hash
+from app.storage import ImageStore, series_content_hash
+from registration.compatibility import SeriesExtent
 from registration.dicom_files import open_dicom_files
 from registration.dicom_series import read_ct_series
 from registration.errors import InputError
+from registration.frames import PatientPosition
 from registration.volume import CtVolume
 
 _CHUNK = 1024 * 1024
@@ -63,9 +70,35 @@ class ParsedSeries:
     frame_of_reference_uid: str
     patient_id: str
     series_description: str
-    patient_position: str
+    patient_position: PatientPosition
     bounds: BoundingBoxLps
     warnings: tuple[str, ...]
+
+    @property
+    def extent(self) -> SeriesExtent:
+        """What the compatibility rule needs of this series."""
+        return SeriesExtent(self.patient_position, self.bounds.min_mm[2], self.bounds.max_mm[2])
+
+
+@contextlib.contextmanager
+def upload_folder(store: ImageStore) -> Iterator[Path]:
+    """A private temporary folder for one request's uploads, removed afterwards."""
+    work = store.new_tmp_dir("upload")
+    try:
+        yield work
+    finally:
+        remove_quietly(work)
+
+
+def files_in_place(label: str, paths: Iterable[Path]) -> UploadedFiles:
+    """Files already saved by a receiver, hashed where they lie (no copy is made)."""
+    saved = []
+    for path in paths:
+        with path.open("rb") as handle:
+            saved.append((path, hashlib.file_digest(handle, "sha256").hexdigest()))
+    if not saved:
+        raise UnprocessableError(f"no {label} files were received")
+    return UploadedFiles(label, tuple(saved))
 
 
 def save_uploads(
@@ -158,7 +191,7 @@ def parse_series(uploaded: UploadedFiles, series_uid: str | None = None) -> Pars
         frame_of_reference_uid=volume.frame_of_reference_uid,
         patient_id=volume.patient_id,
         series_description=volume.series_description,
-        patient_position=volume.patient_position.value,
+        patient_position=volume.patient_position,
         bounds=bounding_box(volume),
         warnings=volume.warnings,
     )

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from sqlalchemy.orm import Session
 
 from app.db import repository as repo
@@ -11,26 +9,13 @@ from app.db.models import ImageSeries
 from app.errors import UnprocessableError
 from app.ingest import ParsedSeries
 from app.storage import ImageStore
+from registration import compatibility
+from registration.compatibility import SeriesExtent
 
 
-@dataclass(frozen=True)
-class SeriesGeometry:
-    """What the consistency checks need of a series, stored or just parsed."""
-
-    label: str
-    patient_position: str
-    min_z_mm: float
-    max_z_mm: float
-
-    @classmethod
-    def of_row(cls, label: str, row: ImageSeries) -> SeriesGeometry:
-        return cls(label, row.patient_position, row.min_z_mm, row.max_z_mm)
-
-    @classmethod
-    def of_parsed(cls, parsed: ParsedSeries) -> SeriesGeometry:
-        return cls(
-            parsed.label, parsed.patient_position, parsed.bounds.min_mm[2], parsed.bounds.max_mm[2]
-        )
+def extent_of_row(row: ImageSeries) -> SeriesExtent:
+    """What the compatibility rule needs of a stored series."""
+    return SeriesExtent(row.patient_position, row.min_z_mm, row.max_z_mm)
 
 
 def check_patient(parsed: ParsedSeries, patient_id: str) -> None:
@@ -41,23 +26,12 @@ def check_patient(parsed: ParsedSeries, patient_id: str) -> None:
         )
 
 
-def check_compatible(mvct: SeriesGeometry, planning: SeriesGeometry) -> None:
-    """The checks the engine would make, made before anything is stored (same rules)."""
-    if mvct.patient_position != planning.patient_position:
-        raise UnprocessableError(
-            f"the MVCT was taken {mvct.patient_position} but the planning CT is "
-            f"{planning.patient_position}: the patient position must be the same; check the "
-            "set-up or the chosen planning CT"
-        )
-    covered = max(
-        0.0, min(planning.max_z_mm, mvct.max_z_mm) - max(planning.min_z_mm, mvct.min_z_mm)
-    )
-    if covered < 0.5 * (mvct.max_z_mm - mvct.min_z_mm):
-        raise UnprocessableError(
-            f"the planning CT (z {planning.min_z_mm:.0f} to {planning.max_z_mm:.0f} mm) does not "
-            f"cover the MVCT (z {mvct.min_z_mm:.0f} to {mvct.max_z_mm:.0f} mm): check that the "
-            "right planning CT was chosen"
-        )
+def check_compatible(mvct: SeriesExtent, planning: SeriesExtent) -> None:
+    """The engine's own rule (:mod:`registration.compatibility`), checked before storing."""
+    try:
+        compatibility.check_compatible(mvct, planning)
+    except compatibility.IncompatibleSeriesError as exc:
+        raise UnprocessableError(str(exc)) from None
 
 
 def get_or_place(

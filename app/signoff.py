@@ -34,7 +34,7 @@ from registration.couch import CouchCorrection, Dof
 LARGE_SHIFT_MM = 5.0
 MAX_REASON_CHARS = 2000
 _TOLERANCE = 0.005
-_AXES = ("lateral_mm", "longitudinal_mm", "vertical_mm", "pitch_deg", "roll_deg", "yaw_deg")
+_AXES = CouchCorrection.AXES
 
 
 class SignatureRefusedError(ServiceError):
@@ -169,8 +169,7 @@ def _proposed(fraction: Fraction) -> CouchCorrection:
             f"fraction {fraction.id} has no registration result (status {fraction.job.status}): "
             "wait for the registration, or reject the fraction"
         )
-    couch = fraction.result.result["couch_correction"]
-    return CouchCorrection(*(float(couch[axis]) for axis in _AXES))
+    return fraction.result.engine_result.couch_correction
 
 
 def _differs(a: CouchCorrection, b: CouchCorrection) -> bool:

@@ -26,8 +26,10 @@ answer when pitch or yaw are large.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import IntEnum, unique
+from typing import ClassVar
 
 import numpy as np
 
@@ -64,6 +66,25 @@ class CouchCorrection:
     roll_deg: float
     yaw_deg: float
 
+    #: the six field names, translations first, in IEC 61217 table axes X, Y, Z
+    AXES: ClassVar[tuple[str, ...]] = (
+        "lateral_mm",
+        "longitudinal_mm",
+        "vertical_mm",
+        "pitch_deg",
+        "roll_deg",
+        "yaw_deg",
+    )
+    TRANSLATION_AXES: ClassVar[tuple[str, ...]] = AXES[:3]
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, float]) -> CouchCorrection:
+        """The inverse of :meth:`as_dict`; a missing axis is refused by name."""
+        missing = [axis for axis in cls.AXES if axis not in values]
+        if missing:
+            raise ValueError(f"couch correction without {', '.join(missing)}: got {dict(values)}")
+        return cls(*(float(values[axis]) for axis in cls.AXES))
+
     @property
     def translation(self) -> IecTableVector:
         return IecTableVector(self.lateral_mm, self.longitudinal_mm, self.vertical_mm)
@@ -76,6 +97,16 @@ class CouchCorrection:
 
     def max_abs_rotation_deg(self) -> float:
         return max(abs(self.pitch_deg), abs(self.roll_deg), abs(self.yaw_deg))
+
+    def exceeds_margin(self, margin_mm: float) -> bool:
+        """True when a translation along any table axis is larger than the PTV ``margin_mm``.
+
+        >>> CouchCorrection(1.0, -5.5, 0.0, 0.0, 2.0, 0.0).exceeds_margin(5.0)
+        True
+        >>> CouchCorrection(1.0, -5.0, 0.0, 0.0, 9.0, 0.0).exceeds_margin(5.0)
+        False
+        """
+        return self.max_abs_translation_mm() > margin_mm
 
     def rounded(self, mm_decimals: int = 2, deg_decimals: int = 2) -> CouchCorrection:
         def r(v: float, n: int) -> float:
@@ -91,14 +122,7 @@ class CouchCorrection:
         )
 
     def as_dict(self) -> dict[str, float]:
-        return {
-            "lateral_mm": self.lateral_mm,
-            "longitudinal_mm": self.longitudinal_mm,
-            "vertical_mm": self.vertical_mm,
-            "pitch_deg": self.pitch_deg,
-            "roll_deg": self.roll_deg,
-            "yaw_deg": self.yaw_deg,
-        }
+        return {axis: float(getattr(self, axis)) for axis in self.AXES}
 
 
 def anatomy_displacement_at(planning_to_daily: RigidTransformLps, isocenter: LpsPoint) -> LpsVector:

@@ -106,7 +106,8 @@ class RigidTransformLps:
         if not np.allclose(m[3], [0.0, 0.0, 0.0, 1.0]):
             raise ValueError("the last row of a rigid 4×4 matrix must be 0 0 0 1")
         r = m[:3, :3]
-        if not np.allclose(r @ r.T, np.eye(3), atol=1e-6) or np.linalg.det(r) < 0:
+        # atol 1e-5: the JSON form keeps 6 decimals, which moves R·Rᵀ off I by up to ~2e-6
+        if not np.allclose(r @ r.T, np.eye(3), atol=1e-5) or np.linalg.det(r) < 0:
             raise ValueError("the 3×3 part of a rigid transform must be a proper rotation")
 
     @classmethod

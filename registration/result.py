@@ -2,10 +2,13 @@
 
 ``RegistrationResult.to_dict()`` is the JSON contract shared by the command line (``--json``), the
 HTTP API and the database; its field names are those of the user documentation.
+``RegistrationResult.from_dict()`` reads it back: ``from_dict(d).to_dict() == d`` for every
+``d`` that ``to_dict`` wrote.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum, unique
 from typing import Any
@@ -91,6 +94,34 @@ class RegistrationResult:
     trusted: bool
     warnings: tuple[str, ...] = field(default_factory=tuple)
     engine_version: str = ""
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> RegistrationResult:
+        """The result that :meth:`to_dict` wrote (values as rounded there)."""
+        q = values["quality"]
+        disagreement = q.get("second_estimate_disagreement_mm")
+        return cls(
+            planning_to_daily_lps=RigidTransformLps.from_array(values["planning_to_daily_lps"]),
+            couch_correction=CouchCorrection.from_dict(values["couch_correction"]),
+            couch_correction_6dof=CouchCorrection.from_dict(values["couch_correction_6dof"]),
+            isocenter_lps_mm=LpsPoint.from_array(values["isocenter_lps_mm"]),
+            patient_position=PatientPosition(values["patient_position"]),
+            dof=Dof(int(values["dof"])),
+            mode=Mode(values["mode"]),
+            quality=RegistrationQuality(
+                final_metric=float(q["final_metric"]),
+                overlap_fraction=float(q["overlap_fraction"]),
+                iterations=int(q["iterations"]),
+                seconds=float(q["seconds"]),
+                second_estimate_disagreement_mm=(
+                    None if disagreement is None else float(disagreement)
+                ),
+                converged=bool(q.get("converged", True)),
+            ),
+            trusted=bool(values["trusted"]),
+            warnings=tuple(str(w) for w in values.get("warnings", ())),
+            engine_version=str(values.get("engine_version", "")),
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON form (plain types only), rounded to what is meaningful (0.01 mm / 0.01°)."""

@@ -29,6 +29,7 @@ import SimpleITK as sitk
 from scipy import ndimage
 
 from registration import __version__
+from registration.compatibility import SeriesExtent, check_compatible
 from registration.couch import CouchCorrection, couch_correction_6dof, couch_correction_for_dof
 from registration.elastix_run import PARAMETER_FILE, run_level, to_itk, warm_up
 from registration.errors import InputError
@@ -99,13 +100,7 @@ def register(
     prepared = planning if isinstance(planning, PreparedPlanning) else prepare_planning(planning)
     position = prepared.volume.patient_position
     warnings = list(prepared.volume.warnings) + list(daily.warnings)
-    if daily.patient_position is not position:
-        raise InputError(
-            f"the MVCT was taken {daily.patient_position.value} but the planning CT is "
-            f"{position.value}: the patient position must be the same; check the set-up or the "
-            "chosen planning CT"
-        )
-    _check_z_overlap(prepared.levels[-1], daily.image)
+    _check_compatible(prepared, daily)
 
     isocenter = options.isocenter
     if isocenter is None:
@@ -337,7 +332,7 @@ def _volume_center(image: sitk.Image) -> LpsPoint:
     return LpsPoint.from_array(point)
 
 
-def _check_z_overlap(planning: sitk.Image, daily: sitk.Image) -> None:
+def _check_compatible(planning: PreparedPlanning, daily: CtVolume) -> None:
     def z_range(img: sitk.Image) -> tuple[float, float]:
         size = img.GetSize()
         corners = [
@@ -349,14 +344,10 @@ def _check_z_overlap(planning: sitk.Image, daily: sitk.Image) -> None:
         zs = [c[2] for c in corners]
         return min(zs), max(zs)
 
-    p_lo, p_hi = z_range(planning)
-    d_lo, d_hi = z_range(daily)
-    covered = max(0.0, min(p_hi, d_hi) - max(p_lo, d_lo))
-    if covered < 0.5 * (d_hi - d_lo):
-        raise InputError(
-            f"the planning CT (z {p_lo:.0f} to {p_hi:.0f} mm) does not cover the MVCT "
-            f"(z {d_lo:.0f} to {d_hi:.0f} mm): check that the right planning CT was chosen"
-        )
+    check_compatible(
+        SeriesExtent(daily.patient_position, *z_range(daily.image)),
+        SeriesExtent(planning.volume.patient_position, *z_range(planning.levels[-1])),
+    )
 
 
 __all__ = ["LEVELS", "PreparedPlanning", "prepare_planning", "register"]

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from datetime import datetime
+from functools import partial
 from typing import Annotated
 
 from fastapi import APIRouter, File, Form, Path, Query, Response, UploadFile
@@ -20,10 +22,11 @@ from app.api.fractions import (
 )
 from app.api.schemas_common import ERROR_RESPONSES
 from app.context import ServiceContext
-from app.courses import CourseChanges, CourseRequest, create_course, update_course
+from app.courses import CourseChanges, CourseCreated, CourseRequest, create_course, update_course
 from app.db import repository as repo
 from app.db.models import Course
 from app.errors import NotFoundError
+from app.ingest import Upload, save_uploads, upload_folder
 from registration.couch import Dof
 from registration.frames import PatientPosition
 from registration.geometry import LpsPoint
@@ -109,18 +112,20 @@ async def post_course(
     site: Annotated[str, Form(max_length=100, pattern=NO_CONTROL_CHARS)] = "",
     planning_series_uid: SeriesUidField = None,
 ) -> CoursePublic:
-    course_request = CourseRequest(
+    course_request = partial(
+        CourseRequest,
         patient_id=patient_id,
-        planning=planning,
         isocenter=parse_isocenter(isocenter),
-        patient_position=None if patient_position is None else patient_position.value,
+        patient_position=patient_position,
         ptv_margin_mm=ptv_margin_mm,
         dof=dof,
         mode=mode,
         site=site,
         planning_series_uid=planning_series_uid or None,
     )
-    created = await run_in_threadpool(create_course, ctx, course_request, principal.actor)
+    created = await run_in_threadpool(
+        _save_and_create, ctx, planning, course_request, principal.actor
+    )
     if not created.created:
         response.status_code = 200
     response.headers["Location"] = f"/api/v1/courses/{created.course_id}"
@@ -166,6 +171,18 @@ async def patch_course(
     )
     await run_in_threadpool(update_course, ctx, course_id, course_changes, principal.actor)
     return await run_in_threadpool(_load, ctx, course_id)
+
+
+def _save_and_create(
+    ctx: ServiceContext,
+    planning: Sequence[Upload],
+    request: Callable[..., CourseRequest],
+    actor: str,
+) -> CourseCreated:
+    """Save the uploads to a private folder, then hand the saved files to the use case."""
+    with upload_folder(ctx.store) as work:
+        saved = save_uploads(planning, work, "planning CT", 4 * ctx.settings.max_upload_bytes)
+        return create_course(ctx, request(planning=saved), actor)
 
 
 def _load(ctx: ServiceContext, course_id: int) -> CoursePublic:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import BaseModel, Field
 
@@ -95,13 +95,6 @@ def review_url(base_url: str, fraction_id: int) -> str:
     return f"{base_url.rstrip('/')}/review/{fraction_id}"
 
 
-def exceeds(couch: dict[str, Any], margin_mm: float) -> bool:
-    return any(
-        abs(float(couch[axis])) > margin_mm
-        for axis in ("lateral_mm", "longitudinal_mm", "vertical_mm")
-    )
-
-
 def fraction_public(
     fraction: Fraction, base_url: str, signoff: SignoffPublic | None = None
 ) -> FractionPublic:
@@ -133,18 +126,19 @@ def fraction_public(
     )
     if fraction.result is None:
         return view
-    result = fraction.result.result
+    result = fraction.result.engine_result
+    stored = result.to_dict()  # the values as stored (rounded once, by the engine's JSON form)
     return view.model_copy(
         update={
-            "exceeds_margin": exceeds(result["couch_correction"], margin),
-            "couch_correction": CouchCorrectionOut(**result["couch_correction"]),
-            "couch_correction_6dof": CouchCorrectionOut(**result["couch_correction_6dof"]),
-            "planning_to_daily_lps": result["planning_to_daily_lps"],
-            "isocenter_lps_mm": result["isocenter_lps_mm"],
-            "quality": QualityOut(**result["quality"]),
-            "trusted": result["trusted"],
-            "warnings": list(result["warnings"]),
-            "engine_version": result.get("engine_version"),
+            "exceeds_margin": result.couch_correction.exceeds_margin(margin),
+            "couch_correction": CouchCorrectionOut.of(result.couch_correction),
+            "couch_correction_6dof": CouchCorrectionOut.of(result.couch_correction_6dof),
+            "planning_to_daily_lps": stored["planning_to_daily_lps"],
+            "isocenter_lps_mm": stored["isocenter_lps_mm"],
+            "quality": QualityOut(**stored["quality"]),
+            "trusted": result.trusted,
+            "warnings": list(result.warnings),
+            "engine_version": result.engine_version,
         }
     )
 
@@ -152,16 +146,7 @@ def fraction_public(
 def shift_log_entry(fraction: Fraction, base_url: str) -> ShiftLogEntry:
     margin = fraction.course.ptv_margin_mm
     result = fraction.result
-    couch = None
-    if result is not None:
-        couch = CouchCorrectionOut(
-            lateral_mm=result.lateral_mm,
-            longitudinal_mm=result.longitudinal_mm,
-            vertical_mm=result.vertical_mm,
-            pitch_deg=result.pitch_deg,
-            roll_deg=result.roll_deg,
-            yaw_deg=result.yaw_deg,
-        )
+    couch = None if result is None else CouchCorrectionOut.of(result.couch_correction)
     return ShiftLogEntry(
         fraction_id=fraction.id,
         course_id=fraction.course_id,
@@ -171,6 +156,6 @@ def shift_log_entry(fraction: Fraction, base_url: str) -> ShiftLogEntry:
         couch_correction=couch,
         trusted=None if result is None else result.trusted,
         margin_mm=margin,
-        exceeds_margin=None if couch is None else exceeds(couch.model_dump(), margin),
+        exceeds_margin=None if result is None else result.couch_correction.exceeds_margin(margin),
         review_url=review_url(base_url, fraction.id),
     )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+from functools import partial
 from typing import Annotated
 
 from fastapi import (
@@ -27,7 +29,8 @@ from app.db import repository as repo
 from app.db import signoff_repo
 from app.db.models import JobStatus
 from app.errors import NotFoundError, UnprocessableError
-from app.fractions import FractionRequest, receive_fraction
+from app.fractions import FractionRequest, Received, receive_fraction
+from app.ingest import Upload, save_uploads, upload_folder
 from registration.couch import Dof
 from registration.geometry import LpsPoint
 from registration.result import Mode
@@ -113,10 +116,9 @@ async def post_fraction(
         bool, Query(description="wait for the registration (false: answer 202 at once)")
     ] = True,
 ) -> FractionPublic:
-    fraction_request = FractionRequest(
+    fraction_request = partial(
+        FractionRequest,
         patient_id=patient_id,
-        mvct=mvct,
-        planning=planning or None,
         course_id=course_id,
         isocenter=parse_isocenter(isocenter),
         fraction_number=fraction_number,
@@ -125,7 +127,9 @@ async def post_fraction(
         mvct_series_uid=mvct_series_uid or None,
         planning_series_uid=planning_series_uid or None,
     )
-    received = await run_in_threadpool(receive_fraction, ctx, fraction_request, principal.actor)
+    received = await run_in_threadpool(
+        _save_and_receive, ctx, mvct, planning or None, fraction_request, principal.actor
+    )
     if received.created and ctx.jobs is not None:
         ctx.jobs.enqueue(received.job_id)
     if wait and ctx.jobs is not None:
@@ -167,6 +171,25 @@ def current_signoff(session: Session, fraction_id: int) -> SignoffPublic | None:
     if latest is None:
         return None
     return signoff_public(latest, signoff_repo.signer_of(session, latest))
+
+
+def _save_and_receive(
+    ctx: ServiceContext,
+    mvct: Sequence[Upload],
+    planning: Sequence[Upload] | None,
+    request: Callable[..., FractionRequest],
+    actor: str,
+) -> Received:
+    """Save the uploads to a private folder, then hand the saved files to the use case."""
+    limit = 4 * ctx.settings.max_upload_bytes
+    with upload_folder(ctx.store) as work:
+        saved_mvct = save_uploads(mvct, work / "mvct", "MVCT", limit)
+        saved_planning = (
+            None
+            if not planning
+            else save_uploads(planning, work / "planning", "planning CT", limit)
+        )
+        return receive_fraction(ctx, request(mvct=saved_mvct, planning=saved_planning), actor)
 
 
 def _load(ctx: ServiceContext, fraction_id: int, base: str) -> tuple[FractionPublic, int | None]:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
+from registration.couch import CouchCorrection
+
 
 class ErrorOut(BaseModel):
     """Every 4xx answer: what went wrong and what to do, in words a therapist can act on."""
@@ -20,6 +22,10 @@ class CouchCorrectionOut(BaseModel):
     pitch_deg: float
     roll_deg: float
     yaw_deg: float
+
+    @classmethod
+    def of(cls, correction: CouchCorrection) -> CouchCorrectionOut:
+        return cls(**correction.as_dict())
 
 
 ERROR_RESPONSES: dict[int | str, dict[str, object]] = {

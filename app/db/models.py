@@ -8,13 +8,19 @@ Invariants the schema itself enforces:
 * one job and at most one registration result per fraction (unique ``fraction_id``);
 * ``audit_events`` and ``registration_results`` are append-only (database triggers, see
   :mod:`app.db.append_only`).
+
+This module is also the one place that maps rows to the core's types: enum columns read back as
+the core's enums (:class:`EnumColumn`), a stored registration reads back as
+:class:`registration.result.RegistrationResult` (:attr:`RegistrationResult.engine_result`), the
+couch columns as :class:`registration.couch.CouchCorrection` and the isocentre columns as
+:class:`registration.geometry.LpsPoint`.
 """
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from enum import StrEnum, unique
-from typing import Any
+from enum import Enum, StrEnum, unique
+from typing import Any, Generic, TypeVar
 
 from sqlalchemy import (
     JSON,
@@ -32,6 +38,19 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.types import TypeEngine
+
+from registration.couch import CouchCorrection, Dof
+from registration.frames import PatientPosition
+from registration.geometry import LpsPoint
+from registration.result import Mode
+from registration.result import RegistrationResult as EngineResult
+
+#: the longest DICOM Patient Position code (HFDL, FFDR …: 4 characters) with room to spare;
+#: SQLite, which does not enforce VARCHAR lengths, keeps the VARCHAR(3) it was created with
+#: (migration 0005)
+POSITION_LENGTH = 8
+_SQLITE_POSITION_LENGTH = 3
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -66,6 +85,52 @@ class UtcDateTime(TypeDecorator[datetime]):
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
+E = TypeVar("E", bound=Enum)
+
+
+class EnumColumn(TypeDecorator[E], Generic[E]):
+    """An enum stored as its text value; reads back as the enum member.
+
+    Writing a value that is not a member raises ``ValueError`` naming it, so no unknown code
+    reaches the database.
+    """
+
+    impl = String
+    cache_ok = True
+
+    def __init__(self, enum: type[E], length: int) -> None:
+        super().__init__(length)
+        self.enum = enum
+
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        if dialect.name == "sqlite" and self.enum is PatientPosition:
+            return dialect.type_descriptor(String(_SQLITE_POSITION_LENGTH))
+        return dialect.type_descriptor(self.impl_instance)
+
+    def process_bind_param(self, value: E | str | int | None, dialect: Dialect) -> Any:
+        return None if value is None else self.enum(value).value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> E | None:
+        return None if value is None else self.enum(value)
+
+
+class IntEnumColumn(EnumColumn[E]):
+    """An integer enum stored as its integer value."""
+
+    impl = Integer  # type: ignore[assignment]  # the integer flavour of the same mapping
+    cache_ok = True
+
+    def __init__(self, enum: type[E]) -> None:
+        TypeDecorator.__init__(self)
+        self.enum = enum
+
+
+def _lps_or_none(x_mm: float | None, y_mm: float | None, z_mm: float | None) -> LpsPoint | None:
+    if x_mm is None or y_mm is None or z_mm is None:
+        return None
+    return LpsPoint(x_mm, y_mm, z_mm)
+
+
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
@@ -93,7 +158,7 @@ class User(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     username: Mapped[str] = mapped_column(String(64), unique=True)
     full_name: Mapped[str] = mapped_column(String(200))
-    role: Mapped[str] = mapped_column(String(16))
+    role: Mapped[Role] = mapped_column(EnumColumn(Role, 16))
     password_hash: Mapped[str] = mapped_column(String(255))
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
@@ -104,7 +169,7 @@ class ApiKey(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(64), unique=True)
-    role: Mapped[str] = mapped_column(String(16))
+    role: Mapped[Role] = mapped_column(EnumColumn(Role, 16))
     #: SHA-256 (hex) of the whole key; the key itself is shown once and never stored
     key_sha256: Mapped[str] = mapped_column(String(64), unique=True)
     key_prefix: Mapped[str] = mapped_column(String(16))
@@ -124,7 +189,9 @@ class ImageSeries(Base):
     frame_of_reference_uid: Mapped[str] = mapped_column(String(64), default="")
     patient_id: Mapped[str] = mapped_column(String(64), default="")
     series_description: Mapped[str] = mapped_column(String(200), default="")
-    patient_position: Mapped[str] = mapped_column(String(3))
+    patient_position: Mapped[PatientPosition] = mapped_column(
+        EnumColumn(PatientPosition, POSITION_LENGTH)
+    )
     n_files: Mapped[int] = mapped_column(Integer)
     #: axis-aligned bounding box of the voxel centres, LPS mm
     min_x_mm: Mapped[float] = mapped_column(Float)
@@ -152,15 +219,22 @@ class Course(Base):
     isocenter_x_mm: Mapped[float | None] = mapped_column(Float, default=None)
     isocenter_y_mm: Mapped[float | None] = mapped_column(Float, default=None)
     isocenter_z_mm: Mapped[float | None] = mapped_column(Float, default=None)
-    patient_position: Mapped[str] = mapped_column(String(3))
+    patient_position: Mapped[PatientPosition] = mapped_column(
+        EnumColumn(PatientPosition, POSITION_LENGTH)
+    )
     ptv_margin_mm: Mapped[float] = mapped_column(Float)
-    dof: Mapped[int] = mapped_column(Integer)
-    mode: Mapped[str] = mapped_column(String(16))
+    dof: Mapped[Dof] = mapped_column(IntEnumColumn(Dof))
+    mode: Mapped[Mode] = mapped_column(EnumColumn(Mode, 16))
     site: Mapped[str] = mapped_column(String(100), default="")
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     created_by: Mapped[str] = mapped_column(String(100))
 
     planning_series: Mapped[ImageSeries] = relationship(lazy="joined")
+
+    @property
+    def isocenter(self) -> LpsPoint | None:
+        """The plan isocentre (LPS mm), or None when the course has none."""
+        return _lps_or_none(self.isocenter_x_mm, self.isocenter_y_mm, self.isocenter_z_mm)
 
 
 class Fraction(Base):
@@ -173,8 +247,8 @@ class Fraction(Base):
     patient_id: Mapped[str] = mapped_column(String(64), index=True)
     mvct_series_id: Mapped[int] = mapped_column(ForeignKey("image_series.id"), unique=True)
     fraction_number: Mapped[int] = mapped_column(Integer)
-    dof: Mapped[int] = mapped_column(Integer)
-    mode: Mapped[str] = mapped_column(String(16))
+    dof: Mapped[Dof] = mapped_column(IntEnumColumn(Dof))
+    mode: Mapped[Mode] = mapped_column(EnumColumn(Mode, 16))
     #: the isocentre asked for (request or course); None: the core's default (MVCT centre)
     isocenter_x_mm: Mapped[float | None] = mapped_column(Float, default=None)
     isocenter_y_mm: Mapped[float | None] = mapped_column(Float, default=None)
@@ -187,6 +261,11 @@ class Fraction(Base):
     job: Mapped[Job] = relationship(back_populates="fraction", lazy="joined")
     result: Mapped[RegistrationResult | None] = relationship(lazy="joined")
 
+    @property
+    def isocenter(self) -> LpsPoint | None:
+        """The isocentre asked for (LPS mm); None: the core's default (MVCT centre)."""
+        return _lps_or_none(self.isocenter_x_mm, self.isocenter_y_mm, self.isocenter_z_mm)
+
 
 class Job(Base):
     """Where a fraction's registration stands; the source of truth across restarts."""
@@ -198,7 +277,9 @@ class Job(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     fraction_id: Mapped[int] = mapped_column(ForeignKey("fractions.id"), unique=True)
-    status: Mapped[str] = mapped_column(String(16), index=True, default=JobStatus.QUEUED.value)
+    status: Mapped[JobStatus] = mapped_column(
+        EnumColumn(JobStatus, 16), index=True, default=JobStatus.QUEUED
+    )
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(UtcDateTime, default=None)
@@ -228,6 +309,35 @@ class RegistrationResult(Base):
     trusted: Mapped[bool] = mapped_column(Boolean)
     engine_version: Mapped[str] = mapped_column(String(64), default="")
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+    @classmethod
+    def of(cls, fraction_id: int, result: EngineResult) -> RegistrationResult:
+        """The row for the engine's ``result``: its JSON form plus the couch columns."""
+        couch = result.couch_correction.rounded()
+        return cls(
+            fraction_id=fraction_id,
+            result=result.to_dict(),
+            **couch.as_dict(),
+            trusted=result.trusted,
+            engine_version=result.engine_version[:64],
+        )
+
+    @property
+    def engine_result(self) -> EngineResult:
+        """The stored result, typed as the engine answered it (values as stored)."""
+        return EngineResult.from_dict(self.result)
+
+    @property
+    def couch_correction(self) -> CouchCorrection:
+        """The proposed couch correction (IEC 61217 table axes), from its columns."""
+        return CouchCorrection(
+            self.lateral_mm,
+            self.longitudinal_mm,
+            self.vertical_mm,
+            self.pitch_deg,
+            self.roll_deg,
+            self.yaw_deg,
+        )
 
 
 class AuditEvent(Base):

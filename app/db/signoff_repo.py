@@ -42,7 +42,7 @@ from app.db.models_signoff import Decision, Signoff
 from registration.couch import CouchCorrection
 
 RECORD_SCHEMA = "mvct-guide/signoff/1"
-_AXES = ("lateral_mm", "longitudinal_mm", "vertical_mm", "pitch_deg", "roll_deg", "yaw_deg")
+_AXES = CouchCorrection.AXES
 
 
 def latest_signoffs(session: Session, fraction_ids: Iterable[int]) -> dict[int, Signoff]:
@@ -86,7 +86,7 @@ def signed_record(signoff: Signoff, fraction: Fraction, signer: User) -> dict[st
     correction = signed_correction(signoff)
     proposed = None
     if result is not None:
-        proposed = {axis: float(result.result["couch_correction"][axis]) for axis in _AXES}
+        proposed = result.engine_result.couch_correction.as_dict()
     return {
         "schema": RECORD_SCHEMA,
         "fraction_id": fraction.id,

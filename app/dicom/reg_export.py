@@ -16,7 +16,6 @@ from __future__ import annotations
 import io
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
 
 from pydicom import dcmread, dcmwrite
 from pydicom.dataset import Dataset
@@ -32,8 +31,7 @@ from app.dicom import RegExportError
 from app.dicom.reg_build import PatientStudy, RegContent, SeriesRef, build_reg
 from app.errors import NotFoundError
 from registration.couch import CouchCorrection, correction_as_planning_to_daily
-from registration.frames import PatientPosition
-from registration.geometry import LpsPoint, RigidTransformLps
+from registration.result import RegistrationResult as EngineResult
 
 _HEADER_TAGS = [
     "SOPClassUID",
@@ -85,13 +83,11 @@ def reg_for_fraction(ctx: ServiceContext, fraction_id: int) -> RegFile:
             f"the registration of fraction {fraction_id} was rejected at sign-off by "
             f"{signature.printed_name}; there is no registration to export"
         )
-    matrix = RigidTransformLps.from_array(result["planning_to_daily_lps"])
+    matrix = result.planning_to_daily_lps
     adjusted = signature is not None and signature.correction is not None
     if signature is not None and signature.correction is not None:
         matrix = correction_as_planning_to_daily(
-            signature.correction,
-            LpsPoint.from_array(result["isocenter_lps_mm"]),
-            PatientPosition.parse(result["patient_position"]),
+            signature.correction, result.isocenter_lps_mm, result.patient_position
         )
     planning, _ = _series_ref(ctx, planning_row)
     mvct, mvct_header = _series_ref(ctx, mvct_row)
@@ -142,7 +138,7 @@ def current_signature(session: Session, fraction_id: int) -> _Signature | None:
     )
 
 
-def _result(fraction: Fraction) -> dict[str, Any]:
+def _result(fraction: Fraction) -> EngineResult:
     status = fraction.job.status
     if fraction.result is None or status != JobStatus.DONE.value:
         detail = f": {fraction.job.error}" if fraction.job.error else ""
@@ -150,7 +146,7 @@ def _result(fraction: Fraction) -> dict[str, Any]:
             f"fraction {fraction.id} has no registration yet (status {status}{detail}); "
             "a REG exists once it is done"
         )
-    return fraction.result.result
+    return fraction.result.engine_result
 
 
 def _series_ref(ctx: ServiceContext, row: ImageSeries) -> tuple[SeriesRef, Dataset]:
@@ -197,14 +193,14 @@ def _label(signature: _Signature | None) -> str:
     return "ADJUSTED" if signature.correction is not None else "APPROVED"
 
 
-def _description(fraction_id: int, signature: _Signature | None, result: dict[str, Any]) -> str:
+def _description(fraction_id: int, signature: _Signature | None, result: EngineResult) -> str:
     if signature is None:
-        trusted = "trusted" if result.get("trusted") else "NOT trusted"
+        trusted = "trusted" if result.trusted else "NOT trusted"
         return f"Fraction {fraction_id}, not signed off ({trusted})"
     return f"Fraction {fraction_id}, {signature.decision.value}"
 
 
-def _comment(signature: _Signature | None, result: dict[str, Any]) -> str:
+def _comment(signature: _Signature | None, result: EngineResult) -> str:
     """Frame of Reference Transformation Comment (LO: at most 64 characters)."""
     if signature is not None and signature.correction is not None:
         return f"adjusted correction signed by {signature.printed_name}"[:64]

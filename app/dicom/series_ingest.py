@@ -1,5 +1,8 @@
 """A complete received series through the service's own ingest path (the HTTP API's functions).
 
+The inbox files are handed over where they lie (:func:`app.ingest.files_in_place`): the only copy
+made is the image store's.
+
 * planning CT → :func:`app.courses.create_course`: the existing course when the patient already
   has one for this Series Instance UID (even if a peer re-encoded the files), else a new course
   with the PTV margin, DOF, mode and site of the patient's previous course (the defaults for a
@@ -13,11 +16,9 @@ Refusals are the ingest path's own exceptions, with its words.
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -30,19 +31,12 @@ from app.db.models_dicom import DicomSeries
 from app.dicom import DicomError
 from app.errors import ConflictError
 from app.fractions import FractionRequest, receive_fraction
+from app.ingest import UploadedFiles, files_in_place
 from registration.couch import Dof
 from registration.result import Mode
 
 #: (SOP Instance UID, inbox file) of each instance of a series
 SeriesFiles = Sequence[tuple[str, Path]]
-
-
-@dataclass
-class _FileUpload:
-    """An inbox file handed to the ingest path as an upload (what ``app.ingest.Upload`` needs)."""
-
-    filename: str | None
-    file: BinaryIO
 
 
 def planning_course(
@@ -62,21 +56,20 @@ def planning_course(
             "mode": Mode(previous.mode),
             "site": previous.site,
         }
-    with uploads(files) as planning:
-        request = CourseRequest(
-            patient_id=series.patient_id,
-            planning=planning,
-            planning_series_uid=series.series_instance_uid,
-            **inherited,
-        )
-        try:
-            return create_course(ctx, request, actor).course_id
-        except ConflictError:  # these very files are a course already, with other settings
-            with ctx.sessions() as session:
-                course = course_of_planning(session, series.patient_id, series.series_instance_uid)
-            if course is None:
-                raise
-            return course.id
+    request = CourseRequest(
+        patient_id=series.patient_id,
+        planning=inbox_files(files, "planning CT"),
+        planning_series_uid=series.series_instance_uid,
+        **inherited,
+    )
+    try:
+        return create_course(ctx, request, actor).course_id
+    except ConflictError:  # these very files are a course already, with other settings
+        with ctx.sessions() as session:
+            course = course_of_planning(session, series.patient_id, series.series_instance_uid)
+        if course is None:
+            raise
+        return course.id
 
 
 def mvct_fraction(
@@ -87,14 +80,13 @@ def mvct_fraction(
         course = latest_course(session, series.patient_id)
     if course is None:
         return None
-    with uploads(files) as mvct:
-        request = FractionRequest(
-            patient_id=series.patient_id,
-            mvct=mvct,
-            course_id=course.id,
-            mvct_series_uid=series.series_instance_uid,
-        )
-        received = receive_fraction(ctx, request, actor)
+    request = FractionRequest(
+        patient_id=series.patient_id,
+        mvct=inbox_files(files, "MVCT"),
+        course_id=course.id,
+        mvct_series_uid=series.series_instance_uid,
+    )
+    received = receive_fraction(ctx, request, actor)
     if received.created and ctx.jobs is not None:  # exactly as POST /api/v1/fractions does
         ctx.jobs.enqueue(received.job_id)
     return course.id, received.fraction_id
@@ -115,18 +107,18 @@ def course_of_planning(session: Session, patient_id: str, series_uid: str) -> Co
     return session.scalars(query).first()
 
 
-@contextlib.contextmanager
-def uploads(files: Iterable[tuple[str, Path]]) -> Iterator[list[_FileUpload]]:
-    """The inbox files opened as uploads named ``<SOP Instance UID>.dcm`` (closed after)."""
-    with contextlib.ExitStack() as stack:
-        opened = []
-        for name, path in files:
-            try:
-                handle = stack.enter_context(path.open("rb"))
-            except FileNotFoundError:
-                raise DicomError(
-                    f"the received file of instance {name} is missing from the DICOM inbox "
-                    f"({path}); send the series again"
-                ) from None
-            opened.append(_FileUpload(f"{name}.dcm", handle))
-        yield opened
+def inbox_files(files: SeriesFiles, label: str) -> UploadedFiles:
+    """The series' inbox files as saved files for the use cases (hashed in place, not copied)."""
+    for name, path in files:
+        if not path.is_file():
+            raise DicomError(
+                f"the received file of instance {name} is missing from the DICOM inbox "
+                f"({path}); send the series again"
+            )
+    try:
+        return files_in_place(label, [path for _, path in files])
+    except FileNotFoundError as exc:
+        raise DicomError(
+            f"a received file is missing from the DICOM inbox ({exc.filename}); "
+            "send the series again"
+        ) from None

@@ -23,7 +23,6 @@ import logging
 import os
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
 
 from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
@@ -34,6 +33,7 @@ from app.db import repository as repo
 from app.db.models import Job, JobStatus, RegistrationResult, utcnow
 from app.storage import ImageStore
 from app.worker import RegistrationTask, TaskOutcome
+from registration.result import RegistrationResult as EngineResult
 
 log = logging.getLogger(__name__)
 ACTOR = "system:jobs"
@@ -200,7 +200,7 @@ def requeue_interrupted(writer: sessionmaker[Session], max_attempts: int) -> Non
                     500,
                 )
             else:
-                job.status = JobStatus.QUEUED.value
+                job.status = JobStatus.QUEUED
                 repo.record_audit(
                     session,
                     actor=ACTOR,
@@ -273,22 +273,8 @@ def _store_result(session: Session, job: Job, attempt: int, outcome: TaskOutcome
     """Result row and running → done in one transaction, or nothing at all."""
     if not repo.finish_job(session, job.id, attempt, JobStatus.DONE):
         return  # not ours any more (re-queued or taken over meanwhile): store nothing
-    result: dict[str, Any] = outcome.result or {}
-    couch = result["couch_correction"]
-    session.add(
-        RegistrationResult(
-            fraction_id=job.fraction_id,
-            result=result,
-            lateral_mm=couch["lateral_mm"],
-            longitudinal_mm=couch["longitudinal_mm"],
-            vertical_mm=couch["vertical_mm"],
-            pitch_deg=couch["pitch_deg"],
-            roll_deg=couch["roll_deg"],
-            yaw_deg=couch["yaw_deg"],
-            trusted=bool(result["trusted"]),
-            engine_version=str(result.get("engine_version", ""))[:64],
-        )
-    )
+    result = EngineResult.from_dict(outcome.result or {})
+    session.add(RegistrationResult.of(job.fraction_id, result))
     repo.record_audit(
         session,
         actor=ACTOR,
@@ -298,8 +284,8 @@ def _store_result(session: Session, job: Job, attempt: int, outcome: TaskOutcome
         detail={
             "job_id": job.id,
             "attempt": attempt,
-            "couch_correction": couch,
-            "trusted": bool(result["trusted"]),
+            "couch_correction": result.couch_correction.as_dict(),
+            "trusted": result.trusted,
             "planning_cache_hit": outcome.planning_cache_hit,
             "worker_seconds": round(outcome.seconds, 3),
         },

@@ -7,7 +7,6 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from app.api.fraction_schemas import exceeds
 from app.db import repository as repo
 from app.db import signoff_repo
 from app.db.models import Fraction
@@ -18,9 +17,9 @@ from app.web.plot import Point, translations_svg
 from app.web.worklist import machine_of
 from registration.couch import CouchCorrection, correction_as_planning_to_daily
 from registration.frames import PatientPosition, lps_to_iec_matrix
-from registration.geometry import LpsPoint
+from registration.result import RegistrationResult as EngineResult
 
-AXES = ("lateral_mm", "longitudinal_mm", "vertical_mm", "pitch_deg", "roll_deg", "yaw_deg")
+AXES = CouchCorrection.AXES
 AXIS_LABELS = {
     "lateral_mm": ("lateral (X)", "mm"),
     "longitudinal_mm": ("longitudinal (Y)", "mm"),
@@ -41,24 +40,24 @@ class SignatureView:
 
 
 def review_context(db: Session, store: ImageStore, fraction: Fraction) -> dict[str, Any]:
-    result = fraction.result.result if fraction.result is not None else None
+    result = fraction.result.engine_result if fraction.result is not None else None
     signatures = [
         _signature(db, s, fraction) for s in signoff_repo.signoffs_of_fraction(db, fraction.id)
     ]
     current = signatures[-1] if signatures else None
-    machine = None if result is None else dict(result["couch_correction"])
-    position = PatientPosition.parse(fraction.mvct_series.patient_position)
+    position = fraction.mvct_series.patient_position
     return {
         "fraction": fraction,
         "machine": machine_of(store, fraction.mvct_series.content_sha256),
-        "result": result,
+        "result": None if result is None else result.to_dict(),
         "axes": [(axis, *AXIS_LABELS[axis]) for axis in AXES],
-        "beyond_margin": machine is not None and exceeds(machine, fraction.course.ptv_margin_mm),
+        "beyond_margin": result is not None
+        and result.couch_correction.exceeds_margin(fraction.course.ptv_margin_mm),
         "large_shift_mm": LARGE_SHIFT_MM,
         "signatures": list(reversed(signatures)),
         "current": current,
         "trend_svg": _trend(db, fraction),
-        "config": _viewer_config(fraction, machine, current, position),
+        "config": _viewer_config(fraction, result, current, position),
     }
 
 
@@ -77,16 +76,17 @@ def _signature(db: Session, signoff: Signoff, fraction: Fraction) -> SignatureVi
 
 def _viewer_config(
     fraction: Fraction,
-    machine: dict[str, float] | None,
+    result: EngineResult | None,
     current: SignatureView | None,
     position: PatientPosition,
 ) -> dict[str, Any]:
     """What ``review.js`` needs besides the volumes (see app/web/volumes.py for the maths)."""
     base_to_daily = None
     offset = [0.0, 0.0, 0.0]
-    if machine is not None:
-        iso = LpsPoint(*fraction.result.result["isocenter_lps_mm"])  # type: ignore[union-attr]
-        base = CouchCorrection(*(machine[a] for a in AXES))
+    machine = None if result is None else result.couch_correction.as_dict()
+    if result is not None and machine is not None:
+        iso = result.isocenter_lps_mm
+        base = result.couch_correction
         base_to_daily = [
             list(row) for row in correction_as_planning_to_daily(base, iso, position).matrix
         ]
@@ -118,7 +118,7 @@ def _trend(db: Session, fraction: Fraction) -> str:
     for other in course:
         if other.fraction_number > fraction.fraction_number or other.result is None:
             continue
-        correction = dict(other.result.result["couch_correction"])
+        correction = other.result.couch_correction.as_dict()
         latest = signed.get(other.id)
         rejected = latest is not None and latest.decision == Decision.REJECTED.value
         if latest is not None and (chosen := signoff_repo.signed_correction(latest)) is not None:

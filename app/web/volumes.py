@@ -126,10 +126,10 @@ def _count(low: list[float], high: list[float], iso: Sequence[float], spacing: f
 def isocenter_of(fraction: Fraction) -> tuple[float, float, float]:
     """The plan isocentre the registration used, else the one asked for, else the MVCT centre."""
     if fraction.result is not None:
-        x, y, z = fraction.result.result["isocenter_lps_mm"]
-        return float(x), float(y), float(z)
-    if fraction.isocenter_x_mm is not None:
-        return (fraction.isocenter_x_mm, fraction.isocenter_y_mm, fraction.isocenter_z_mm)  # type: ignore[return-value]
+        iso = fraction.result.engine_result.isocenter_lps_mm
+        return iso.x_mm, iso.y_mm, iso.z_mm
+    if (asked := fraction.isocenter) is not None:
+        return asked.x_mm, asked.y_mm, asked.z_mm
     return Box.of_series(fraction.mvct_series).center()
 
 

@@ -11,7 +11,6 @@ from pathlib import Path
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from app.api.fraction_schemas import exceeds
 from app.db import signoff_repo
 from app.db.models import Fraction, JobStatus
 from app.db.models_signoff import Decision, Signoff
@@ -19,7 +18,6 @@ from app.signoff import LARGE_SHIFT_MM
 from app.storage import ImageStore
 
 UNKNOWN_MACHINE = "machine not recorded"
-_TRANSLATIONS = ("lateral_mm", "longitudinal_mm", "vertical_mm")
 
 
 @dataclass(frozen=True)
@@ -69,11 +67,12 @@ def rows_of_day(db: Session, store: ImageStore, day: date) -> list[Row]:
 
 
 def _row(fraction: Fraction, signoff: Signoff | None, store: ImageStore) -> Row:
-    result = fraction.result.result if fraction.result is not None else None
-    correction = None if result is None else dict(result["couch_correction"])
+    result = fraction.result
+    proposed = None if result is None else result.couch_correction
     if signoff is not None:
         signed = signoff_repo.signed_correction(signoff)
-        correction = correction if signed is None else signed.as_dict()
+        proposed = proposed if signed is None else signed
+    correction = None if proposed is None else proposed.as_dict()
     margin = fraction.course.ptv_margin_mm
     status, css = _status(fraction, signoff)
     return Row(
@@ -87,11 +86,10 @@ def _row(fraction: Fraction, signoff: Signoff | None, store: ImageStore) -> Row:
         correction=correction,
         dof=fraction.dof,
         margin_mm=margin,
-        beyond_margin=correction is not None and exceeds(correction, margin),
-        needs_override=correction is not None
-        and max(abs(correction[a]) for a in _TRANSLATIONS) >= LARGE_SHIFT_MM,
-        trusted=None if result is None else bool(result["trusted"]),
-        warnings=() if result is None else tuple(result["warnings"]),
+        beyond_margin=proposed is not None and proposed.exceeds_margin(margin),
+        needs_override=proposed is not None and proposed.max_abs_translation_mm() >= LARGE_SHIFT_MM,
+        trusted=None if result is None else result.trusted,
+        warnings=() if result is None else result.engine_result.warnings,
         signed_by="" if signoff is None else signoff.printed_name,
     )
 
