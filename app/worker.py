@@ -28,12 +28,24 @@ class RegistrationTask:
     isocenter_lps_mm: tuple[float, float, float] | None
     dof: int
     mode: str
+    #: the course's RT Structure Set file and where its rasterised masks are cached
+    rtstruct_file: str | None = None
+    structures_cache: str | None = None
+    #: the residual warning rules' course settings (mm; serial organ name parts)
+    ptv_margin_mm: float = 3.0
+    prv_margin_mm: float = 3.0
+    serial_oar_names: tuple[str, ...] = ()
+    #: warnings of the planning package (isocentre choice), added to the result's
+    planning_warnings: tuple[str, ...] = ()
+    #: why the result may not be trusted whatever the engine says (isocentre at the MVCT centre)
+    untrusted_reasons: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
 class TaskOutcome:
     kind: OutcomeKind
     result: dict[str, Any] | None = None
+    residuals: tuple[dict[str, Any], ...] = ()
     message: str = ""
     planning_cache_hit: bool = False
     cached_plannings: tuple[str, ...] = ()
@@ -95,7 +107,8 @@ def run_registration(task: RegistrationTask) -> TaskOutcome:
             mode=Mode(task.mode),
         )
         result = register(prepared, daily, options)
-        return _outcome("ok", hit, started, result=result.to_dict())
+        result, residuals = _assess(task, prepared.volume.image, result)
+        return _outcome("ok", hit, started, result=result.to_dict(), residuals=residuals)
     except InputError as exc:
         return _outcome("input_error", hit, started, message=str(exc))
     except RegistrationFailedError as exc:
@@ -103,6 +116,38 @@ def run_registration(task: RegistrationTask) -> TaskOutcome:
     except Exception as exc:  # an engine fault: reported, never crashes the worker
         detail = "".join(traceback.format_exception_only(type(exc), exc)).strip()
         return _outcome("error", hit, started, message=detail)
+
+
+def _assess(task: RegistrationTask, planning: Any, result: Any) -> tuple[Any, tuple[Any, ...]]:
+    """The residuals of the couch's correction; the planning warnings and reasons added."""
+    from dataclasses import replace
+    from pathlib import Path
+
+    from app import planning_cache, residual_report
+    from registration.residuals import ResidualPolicy
+    from registration.rtstruct import read_structure_set
+
+    cache_path = None if task.structures_cache is None else Path(task.structures_cache)
+    cached = None
+    if task.rtstruct_file is not None:
+        cached = residual_report.load_cached(cache_path)
+        if cached is None:
+            cached = planning_cache.build(
+                read_structure_set(_existing(task.rtstruct_file)), planning
+            )
+            if cache_path is not None:
+                planning_cache.save(cache_path, cached)
+    surfaces = residual_report.structure_surfaces(cache_path, cached)
+    policy = ResidualPolicy(task.ptv_margin_mm, task.prv_margin_mm, task.serial_oar_names)
+    assessment = residual_report.assess(result, result.couch_correction, surfaces, policy)
+    reasons = (*task.untrusted_reasons, *assessment.warnings)
+    warnings = tuple(
+        w for w in (*task.planning_warnings, *assessment.warnings) if w not in result.warnings
+    )
+    result = replace(
+        result, trusted=result.trusted and not reasons, warnings=(*result.warnings, *warnings)
+    )
+    return result, tuple(assessment.residuals)
 
 
 def _existing(path: str) -> str:
@@ -117,11 +162,13 @@ def _outcome(
     started: float,
     *,
     result: dict[str, Any] | None = None,
+    residuals: tuple[dict[str, Any], ...] = (),
     message: str = "",
 ) -> TaskOutcome:
     return TaskOutcome(
         kind=kind,
         result=result,
+        residuals=residuals,
         message=message,
         planning_cache_hit=hit,
         cached_plannings=tuple(_prepared.keys()),

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from functools import partial
-from typing import Annotated
+from pathlib import Path as FsPath
+from typing import Annotated, Any
 
 from fastapi import (
     APIRouter,
@@ -27,10 +29,11 @@ from app.api.signoff_schemas import SignoffPublic, signoff_public
 from app.context import ServiceContext
 from app.db import repository as repo
 from app.db import signoff_repo
-from app.db.models import JobStatus
+from app.db.models import Fraction, JobStatus
 from app.errors import NotFoundError, UnprocessableError
 from app.fractions import FractionRequest, Received, receive_fraction
-from app.ingest import Upload, save_uploads, upload_folder
+from app.ingest import Upload, UploadedFiles, save_uploads, upload_folder
+from app.residual_report import residuals_of_correction
 from registration.couch import Dof
 from registration.geometry import LpsPoint
 from registration.result import Mode
@@ -69,6 +72,34 @@ SeriesUidField = Annotated[
 ]
 
 
+RtStructField = Annotated[
+    list[UploadFile] | None,
+    File(description="the RT Structure Set drawn on the planning CT (one DICOM file)"),
+]
+RtPlanField = Annotated[
+    list[UploadFile] | None,
+    File(description="the RT Plan of the planning CT (one DICOM file); gives the isocentre"),
+]
+
+
+@dataclass(frozen=True)
+class RtUploads:
+    """The ``rtstruct`` and ``rtplan`` fields of a request, as sent."""
+
+    rtstruct: Sequence[Upload] | None = None
+    rtplan: Sequence[Upload] | None = None
+
+    def save(self, work: FsPath, limit: int) -> tuple[UploadedFiles | None, UploadedFiles | None]:
+        saved = [
+            None if not files else save_uploads(files, work / name, label, limit)
+            for files, name, label in (
+                (self.rtstruct, "rtstruct", "RT Structure Set"),
+                (self.rtplan, "rtplan", "RT Plan"),
+            )
+        ]
+        return saved[0], saved[1]
+
+
 def base_url(request: Request, ctx: ServiceContext) -> str:
     return ctx.settings.public_base_url or str(request.base_url)
 
@@ -105,6 +136,8 @@ async def post_fraction(
         list[UploadFile] | None,
         File(description="the planning CT the same way (or give course_id)"),
     ] = None,
+    rtstruct: RtStructField = None,
+    rtplan: RtPlanField = None,
     course_id: Annotated[int | None, Form(ge=1, le=MAX_ID)] = None,
     isocenter: IsocenterField = None,
     fraction_number: Annotated[int | None, Form(ge=1, le=1000)] = None,
@@ -128,7 +161,13 @@ async def post_fraction(
         planning_series_uid=planning_series_uid or None,
     )
     received = await run_in_threadpool(
-        _save_and_receive, ctx, mvct, planning or None, fraction_request, principal.actor
+        _save_and_receive,
+        ctx,
+        mvct,
+        planning or None,
+        RtUploads(rtstruct or None, rtplan or None),
+        fraction_request,
+        principal.actor,
     )
     if received.created and ctx.jobs is not None:
         ctx.jobs.enqueue(received.job_id)
@@ -163,7 +202,10 @@ def get_fraction(
     fraction = repo.fraction_by_id(session, fraction_id)
     if fraction is None:
         raise NotFoundError(f"fraction {fraction_id} does not exist")
-    return fraction_public(fraction, base_url(request, ctx), current_signoff(session, fraction_id))
+    signed = signed_residuals(ctx, session, fraction)
+    return fraction_public(
+        fraction, base_url(request, ctx), current_signoff(session, fraction_id), signed
+    )
 
 
 def current_signoff(session: Session, fraction_id: int) -> SignoffPublic | None:
@@ -173,10 +215,23 @@ def current_signoff(session: Session, fraction_id: int) -> SignoffPublic | None:
     return signoff_public(latest, signoff_repo.signer_of(session, latest))
 
 
+def signed_residuals(
+    ctx: ServiceContext, session: Session, fraction: Fraction
+) -> list[dict[str, Any]] | None:
+    """Residuals of the signed correction (None until a correction is signed)."""
+    latest = signoff_repo.latest_signoffs(session, [fraction.id]).get(fraction.id)
+    correction = None if latest is None else signoff_repo.signed_correction(latest)
+    if correction is None:
+        return None
+    assessment = residuals_of_correction(ctx.store, session, fraction, correction)
+    return None if assessment is None else assessment.residuals
+
+
 def _save_and_receive(
     ctx: ServiceContext,
     mvct: Sequence[Upload],
     planning: Sequence[Upload] | None,
+    rt: RtUploads,
     request: Callable[..., FractionRequest],
     actor: str,
 ) -> Received:
@@ -189,7 +244,12 @@ def _save_and_receive(
             if not planning
             else save_uploads(planning, work / "planning", "planning CT", limit)
         )
-        return receive_fraction(ctx, request(mvct=saved_mvct, planning=saved_planning), actor)
+        rtstruct, rtplan = rt.save(work, limit)
+        return receive_fraction(
+            ctx,
+            request(mvct=saved_mvct, planning=saved_planning, rtstruct=rtstruct, rtplan=rtplan),
+            actor,
+        )
 
 
 def _load(ctx: ServiceContext, fraction_id: int, base: str) -> tuple[FractionPublic, int | None]:
@@ -197,5 +257,6 @@ def _load(ctx: ServiceContext, fraction_id: int, base: str) -> tuple[FractionPub
         fraction = repo.fraction_by_id(session, fraction_id)
         if fraction is None:  # pragma: no cover - it was committed before
             raise NotFoundError(f"fraction {fraction_id} does not exist")
-        view = fraction_public(fraction, base, current_signoff(session, fraction_id))
+        signed = signed_residuals(ctx, session, fraction)
+        view = fraction_public(fraction, base, current_signoff(session, fraction_id), signed)
         return view, fraction.job.error_status

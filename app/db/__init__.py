@@ -1,4 +1,5 @@
 """Tables, engine and migrations. SQLite (WAL, foreign keys on) by default, PostgreSQL by URL."""
 
 from app.db import models_dicom as models_dicom
+from app.db import models_planning as models_planning
 from app.db import models_signoff as models_signoff

@@ -31,8 +31,11 @@ from sqlalchemy.orm import Session, sessionmaker
 from app import worker
 from app.db import repository as repo
 from app.db.models import Job, JobStatus, RegistrationResult, utcnow
+from app.db.models_planning import PlanningObject
+from app.planning import expected_file, structures_cache_file
 from app.storage import ImageStore
 from app.worker import RegistrationTask, TaskOutcome
+from registration.planning_package import IsocenterSource
 from registration.result import RegistrationResult as EngineResult
 
 log = logging.getLogger(__name__)
@@ -110,8 +113,15 @@ def task_for(session: Session, store: ImageStore, job_id: int) -> RegistrationTa
     if job is None:
         return None
     fraction = job.fraction
-    planning = fraction.course.planning_series
+    course = fraction.course
+    planning = course.planning_series
     iso = (fraction.isocenter_x_mm, fraction.isocenter_y_mm, fraction.isocenter_z_mm)
+    rtstruct = (
+        None if fraction.rtstruct_id is None else session.get(PlanningObject, fraction.rtstruct_id)
+    )
+    rtstruct_file = None if rtstruct is None else expected_file(store, rtstruct)
+    warnings = tuple(fraction.planning_warnings or ())
+    mvct_centre = fraction.isocenter_source == IsocenterSource.MVCT_CENTRE.value
     return RegistrationTask(
         job_id=job_id,
         planning_sha256=planning.content_sha256,
@@ -120,6 +130,15 @@ def task_for(session: Session, store: ImageStore, job_id: int) -> RegistrationTa
         isocenter_lps_mm=None if None in iso else iso,  # type: ignore[arg-type]
         dof=fraction.dof,
         mode=fraction.mode,
+        rtstruct_file=None if rtstruct_file is None else str(rtstruct_file),
+        structures_cache=None
+        if rtstruct is None
+        else str(structures_cache_file(store, planning.content_sha256, rtstruct.content_sha256)),
+        ptv_margin_mm=course.ptv_margin_mm,
+        prv_margin_mm=course.prv_margin_mm,
+        serial_oar_names=course.serial_oar_name_parts,
+        planning_warnings=() if mvct_centre else warnings,
+        untrusted_reasons=warnings if mvct_centre else (),
     )
 
 
@@ -274,7 +293,7 @@ def _store_result(session: Session, job: Job, attempt: int, outcome: TaskOutcome
     if not repo.finish_job(session, job.id, attempt, JobStatus.DONE):
         return  # not ours any more (re-queued or taken over meanwhile): store nothing
     result = EngineResult.from_dict(outcome.result or {})
-    session.add(RegistrationResult.of(job.fraction_id, result))
+    session.add(RegistrationResult.of(job.fraction_id, result, list(outcome.residuals)))
     repo.record_audit(
         session,
         actor=ACTOR,
