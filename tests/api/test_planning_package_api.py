@@ -3,6 +3,7 @@ and the isocentre rule of the fractions that follow (no registration runs here).
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +14,11 @@ from service_fixtures import TestClient
 from sqlalchemy import select
 
 from app.db.models import AuditEvent, Role
+from registration.frames import PatientPosition
 from registration.geometry import LpsPoint
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "e2e"))
+import review_data
 
 
 @pytest.fixture(scope="module")
@@ -192,3 +197,44 @@ def test_rt_objects_inside_the_planning_zip_are_found_and_attached(
 
         stored = repo.all_series_hashes(session)
     assert course["rtstruct"]["content_sha256"] in stored
+
+
+def test_the_signed_correction_reports_what_it_leaves_at_each_structure(
+    client: TestClient, console: dict[str, str], series: sf.Samples, package: pf.PlanningPackage
+) -> None:
+    """A perfect 6-DOF result signed 2 mm off laterally leaves 2 mm at every structure."""
+    course = post_course(
+        client,
+        console,
+        series,
+        pf.rt_upload("rtstruct", package.rtstruct) + pf.rt_upload("rtplan", package.rtplan),
+    ).json()
+    fraction = post_fraction(client, console, series, course["id"]).json()
+    ctx = client.app.state.context  # type: ignore[attr-defined]
+    data = review_data.known_result(series.motions[0], package.isocenter, PatientPosition.HFS)
+    review_data.store_result(ctx, fraction["id"], data)
+    assert (
+        client.get(f"/api/v1/fractions/{fraction['id']}", headers=console).json()[
+            "signed_residuals"
+        ]
+        is None
+    )
+    sf.add_person(client, "dr-who", Role.PHYSICIAN)
+    adjusted = dict(data["couch_correction"])
+    adjusted["lateral_mm"] = round(adjusted["lateral_mm"] + 2.0, 2)
+    signed = client.post(
+        f"/api/v1/fractions/{fraction['id']}/signoff",
+        json={
+            "username": "dr-who",
+            "password": "correct horse",
+            "decision": "approved",
+            "couch_correction": adjusted,
+            "reason": "match the spine",
+        },
+    )
+    assert signed.status_code == 201, signed.text
+    view = client.get(f"/api/v1/fractions/{fraction['id']}", headers=console).json()
+    by_name = {r["structure"]: r for r in view["signed_residuals"]}
+    assert set(by_name) == {"BODY", "PTV", "SpinalCord"}
+    for residual in by_name.values():
+        assert residual["max_mm"] == pytest.approx(2.0, abs=0.02)
