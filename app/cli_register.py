@@ -55,6 +55,26 @@ def add_commands(sub: Any) -> None:
     reg.add_argument(
         "--roi-radius-mm", type=float, help="match only within this radius of the isocentre"
     )
+    reg.add_argument(
+        "--rtstruct",
+        type=Path,
+        help="the RT Structure Set drawn on the planning CT: residuals per structure",
+    )
+    reg.add_argument(
+        "--rtplan", type=Path, help="the RT Plan: its isocentre is used unless --isocenter"
+    )
+    reg.add_argument(
+        "--ptv-margin-mm",
+        type=float,
+        default=3.0,
+        help="CTV→PTV margin: a PTV residual of half of it or more is a warning (default 3)",
+    )
+    reg.add_argument(
+        "--prv-margin-mm",
+        type=float,
+        default=3.0,
+        help="serial organs at risk (cord, brainstem, optic, chiasm): their margin (default 3)",
+    )
     reg.add_argument("--json", action="store_true", help="print exactly one JSON object")
     reg.set_defaults(handler=run_register)
 
@@ -90,21 +110,22 @@ def add_commands(sub: Any) -> None:
 
 
 def run_register(args: argparse.Namespace) -> int:
+    from app.residual_report import residual_table
     from registration.errors import RegistrationError
 
     try:
-        result = _register(args)
+        result, residuals = _register(args)
     except (RegistrationError, ValueError, OSError) as exc:
         print(f"mvct-guide register: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     if args.json:
-        print(json.dumps(result.to_dict(), indent=2))
+        print(json.dumps({**result.to_dict(), "residuals": residuals}, indent=2))
     else:
-        print(format_result(result))
+        print("\n".join([format_result(result), *residual_table(residuals)]))
     return EXIT_OK if result.trusted else EXIT_NOT_TRUSTED
 
 
-def _register(args: argparse.Namespace) -> Any:
+def _register(args: argparse.Namespace) -> tuple[Any, list[dict[str, Any]]]:
     from registration.couch import Dof
     from registration.dicom_series import read_volume
     from registration.geometry import LpsPoint
@@ -113,20 +134,90 @@ def _register(args: argparse.Namespace) -> Any:
 
     _require_exists(args.planning, "planning CT")
     _require_exists(args.mvct, "MVCT")
-    isocenter = LpsPoint.parse(args.isocenter) if args.isocenter else None
-    roi = None
-    if args.roi_radius_mm is not None:
-        if isocenter is None:
-            raise ValueError("--roi-radius-mm needs --isocenter (the sphere is centred on it)")
-        if args.roi_radius_mm <= 0:
-            raise ValueError(f"--roi-radius-mm must be positive, not {args.roi_radius_mm}")
-        roi = SphereRoi(isocenter, args.roi_radius_mm)
+    requested = LpsPoint.parse(args.isocenter) if args.isocenter else None
     planning = read_volume(args.planning, args.patient_position, args.planning_series)
     daily = read_volume(args.mvct, args.patient_position, args.mvct_series)
+    package: _Package = _planning_package(args, planning, daily, requested)
+    roi = None
+    if args.roi_radius_mm is not None:
+        if package.isocenter is None:
+            raise ValueError(
+                "--roi-radius-mm needs --isocenter or --rtplan (the sphere is centred on it)"
+            )
+        if args.roi_radius_mm <= 0:
+            raise ValueError(f"--roi-radius-mm must be positive, not {args.roi_radius_mm}")
+        roi = SphereRoi(package.isocenter, args.roi_radius_mm)
     options = RegistrationOptions(
-        isocenter=isocenter, dof=Dof(args.dof), mode=Mode(args.mode), roi=roi
+        isocenter=package.isocenter, dof=Dof(args.dof), mode=Mode(args.mode), roi=roi
     )
-    return register(planning, daily, options)
+    return package.judge(register(planning, daily, options))
+
+
+class _Package:
+    """The RT objects of the command line, the isocentre they give, and the residual rules."""
+
+    def __init__(
+        self,
+        structure_set: Any,
+        planning_image: Any,
+        decision: Any,
+        warnings: tuple[str, ...],
+        policy: Any,
+    ) -> None:
+        self.structure_set = structure_set
+        self.planning_image = planning_image
+        self.decision = decision
+        self.warnings = warnings
+        self.policy = policy
+
+    @property
+    def isocenter(self) -> Any:
+        from registration.planning_package import IsocenterSource
+
+        mvct_centre = self.decision.source is IsocenterSource.MVCT_CENTRE
+        return None if mvct_centre else self.decision.point
+
+    def judge(self, result: Any) -> tuple[Any, list[dict[str, Any]]]:
+        from app.planning_cache import build
+        from app.residual_report import assess, judged, structure_surfaces
+
+        cached = None
+        if self.structure_set is not None:
+            cached = build(self.structure_set, self.planning_image)
+        surfaces = structure_surfaces(None, cached)
+        assessment = assess(result, result.couch_correction, surfaces, self.policy)
+        untrusted = (self.decision.untrusted_reason,) if self.decision.untrusted_reason else ()
+        warnings = (*self.warnings, *(w for w in self.decision.warnings if w not in untrusted))
+        return judged(result, assessment, warnings, untrusted), assessment.residuals
+
+
+def _planning_package(
+    args: argparse.Namespace, planning: Any, daily: Any, requested: Any
+) -> _Package:
+    from app.ingest import bounding_box
+    from registration.geometry import LpsPoint
+    from registration.planning_package import CtIdentity, check_planning_package, decide_isocenter
+    from registration.residuals import ResidualPolicy
+    from registration.rtplan import plan_isocenter, read_rt_plan
+    from registration.rtstruct import read_structure_set
+
+    structure_set = plan = None
+    if args.rtstruct is not None:
+        _require_exists(args.rtstruct, "RT Structure Set")
+        structure_set = read_structure_set(args.rtstruct)
+    if args.rtplan is not None:
+        _require_exists(args.rtplan, "RT Plan")
+        plan = read_rt_plan(args.rtplan)
+    warnings = check_planning_package(CtIdentity.of(planning), structure_set, plan)
+    plan_point = None
+    if plan is not None:
+        several = len(plan.isocenters) > 1 and requested is not None
+        plan_point = plan_isocenter(plan, requested if several else None)
+    box = bounding_box(daily)
+    centre = LpsPoint(*((low + high) / 2 for low, high in zip(box.min_mm, box.max_mm, strict=True)))
+    decision = decide_isocenter(mvct_centre=centre, request=requested, plan=plan_point)
+    policy = ResidualPolicy(ptv_margin_mm=args.ptv_margin_mm, prv_margin_mm=args.prv_margin_mm)
+    return _Package(structure_set, planning.image, decision, warnings, policy)
 
 
 def format_result(result: Any) -> str:

@@ -10,7 +10,7 @@ has no PTV-type structure. Any warning of the core's rules makes the result untr
 from __future__ import annotations
 
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -137,3 +137,35 @@ def residuals_of_correction(
     )
     surfaces = structure_surfaces(path, cached)
     return assess(fraction.result.engine_result, correction, surfaces, policy)
+
+
+def judged(
+    result: EngineResult,
+    assessment: ResidualAssessment,
+    planning_warnings: tuple[str, ...] = (),
+    untrusted_reasons: tuple[str, ...] = (),
+) -> EngineResult:
+    """``result`` with the planning warnings and residual warnings added; untrusted when a
+    residual warning or an ``untrusted_reasons`` (isocentre at the MVCT centre) applies."""
+    reasons = (*untrusted_reasons, *assessment.warnings)
+    added = tuple(
+        w
+        for w in (*planning_warnings, *untrusted_reasons, *assessment.warnings)
+        if w not in result.warnings
+    )
+    return replace(
+        result, trusted=result.trusted and not reasons, warnings=(*result.warnings, *added)
+    )
+
+
+def residual_table(residuals: list[dict[str, Any]]) -> list[str]:
+    """The CLI's table: one line per structure."""
+    if not residuals:
+        return []
+    width = max(12, *(len(str(r["structure"])) for r in residuals))
+    lines = [f"Residual after the couch's correction (mm):  {'':{width - 12}}     max     p95"]
+    lines += [
+        f"  {r['structure']:<{width}}  {r['type']:<16} {r['max_mm']:7.2f} {r['p95_mm']:7.2f}"
+        for r in residuals
+    ]
+    return lines

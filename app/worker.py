@@ -120,7 +120,6 @@ def run_registration(task: RegistrationTask) -> TaskOutcome:
 
 def _assess(task: RegistrationTask, planning: Any, result: Any) -> tuple[Any, tuple[Any, ...]]:
     """The residuals of the couch's correction; the planning warnings and reasons added."""
-    from dataclasses import replace
     from pathlib import Path
 
     from app import planning_cache, residual_report
@@ -140,12 +139,8 @@ def _assess(task: RegistrationTask, planning: Any, result: Any) -> tuple[Any, tu
     surfaces = residual_report.structure_surfaces(cache_path, cached)
     policy = ResidualPolicy(task.ptv_margin_mm, task.prv_margin_mm, task.serial_oar_names)
     assessment = residual_report.assess(result, result.couch_correction, surfaces, policy)
-    reasons = (*task.untrusted_reasons, *assessment.warnings)
-    warnings = tuple(
-        w for w in (*task.planning_warnings, *assessment.warnings) if w not in result.warnings
-    )
-    result = replace(
-        result, trusted=result.trusted and not reasons, warnings=(*result.warnings, *warnings)
+    result = residual_report.judged(
+        result, assessment, task.planning_warnings, task.untrusted_reasons
     )
     return result, tuple(assessment.residuals)
 
