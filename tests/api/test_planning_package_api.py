@@ -238,3 +238,32 @@ def test_the_signed_correction_reports_what_it_leaves_at_each_structure(
     assert set(by_name) == {"BODY", "PTV", "SpinalCord"}
     for residual in by_name.values():
         assert residual["max_mm"] == pytest.approx(2.0, abs=0.02)
+
+
+def test_the_residual_and_match_settings_of_a_course_are_changed_with_an_audit_trail(
+    client: TestClient, console: dict[str, str], series: sf.Samples
+) -> None:
+    course = post_course(client, console, series, []).json()
+    assert course["match_structure"] is None and course["match_margin_mm"] == 15.0
+    sf.add_person(client, "phys", Role.PHYSICIST)
+    changes = {
+        "match_structure": "PTV",
+        "match_margin_mm": 20,
+        "prv_margin_mm": 5,
+        "serial_oar_names": ["cord", "plexus"],
+    }
+    patched = client.patch(
+        f"/api/v1/courses/{course['id']}", auth=("phys", "correct horse"), json=changes
+    )
+    assert patched.status_code == 200, patched.text
+    body = patched.json()
+    assert body["match_structure"] == "PTV" and body["match_margin_mm"] == 20.0
+    assert body["prv_margin_mm"] == 5.0 and body["serial_oar_names"] == ["cord", "plexus"]
+    [event] = audit(client, "course_updated")
+    assert event["before"]["prv_margin_mm"] == 3.0 and event["after"]["prv_margin_mm"] == 5.0
+    refused = client.patch(
+        f"/api/v1/courses/{course['id']}",
+        auth=("phys", "correct horse"),
+        json={"serial_oar_names": ["cord,brainstem"]},
+    )
+    assert refused.status_code == 422
