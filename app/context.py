@@ -8,8 +8,8 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.config import Settings
-from app.jobs import Jobs
-from app.pool import WorkerPool
+from app.jobs.embedded import Jobs
+from app.jobs.pool import WorkerPool
 from app.storage import ImageStore
 
 

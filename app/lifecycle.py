@@ -20,10 +20,10 @@ from app.context import ServiceContext
 from app.db import migrate
 from app.db import repository as repo
 from app.db.engine import make_engine, make_session_factory, make_writer_factory
-from app.jobs import JobRunner
-from app.pool import WorkerPool
-from app.queue.dispatch import QueueJobs
-from app.queue.locks import shared_lock
+from app.jobs.dispatch import QueueJobs
+from app.jobs.embedded import JobRunner
+from app.jobs.locks import shared_lock
+from app.jobs.pool import WorkerPool
 from app.storage import ImageStore
 
 if TYPE_CHECKING:
@@ -103,7 +103,7 @@ def stop(ctx: ServiceContext, owns_pool: bool, dicom: DicomService | None = None
 
 
 def _queue_jobs(ctx: ServiceContext) -> QueueJobs:
-    from app.queue.celery_app import make_celery, publisher
+    from app.jobs.celery_app import make_celery, publisher
 
     return QueueJobs(
         ctx.sessions,

@@ -29,7 +29,7 @@ from app.api.limits import UploadLimitMiddleware
 from app.config import Settings
 from app.dicom.service import DicomService
 from app.headers import SecurityHeadersMiddleware
-from app.pool import WorkerPool
+from app.jobs.pool import WorkerPool
 
 API_DESCRIPTION = """
 Daily MVCT image guidance for the treatment console.
@@ -74,7 +74,7 @@ def create_app(settings: Settings | None = None, *, pool: WorkerPool | None = No
     app.include_router(signoff.router)
     app.include_router(registration_dcm.router)
     app.include_router(dicomweb.router)
-    web.install(app)
+    web.install(app, settings)
     return app
 
 

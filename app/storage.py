@@ -10,7 +10,7 @@ by a process that died in between.
 
 Several processes (API replicas, possibly on several hosts sharing the directory) may write the
 store at once: then :meth:`ImageStore.lock` also takes a ``shared_lock`` that holds across
-processes (a PostgreSQL advisory lock, :mod:`app.queue.locks`), and :meth:`ImageStore.sweep` spares
+processes (a PostgreSQL advisory lock, :mod:`app.jobs.locks`), and :meth:`ImageStore.sweep` spares
 recent files another process may be writing.
 """
 

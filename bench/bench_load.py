@@ -117,10 +117,10 @@ class Deployment:
         self.apis: list[so.ApiServer] = []
 
     def __enter__(self) -> Deployment:
-        from app.accounts import create_api_key
         from app.db.engine import make_engine, make_writer_factory
         from app.db.migrate import upgrade
         from app.db.models import Role
+        from app.services.accounts import create_api_key
 
         engine = make_engine(self.url)
         upgrade(engine)

@@ -13,9 +13,15 @@ Three methods register the same images in the same process, one after the other:
 
 TRE = distance between true and found position of points filling a 50 mm sphere about the
 isocentre (mean and max); rotation error = angle of R_found · R_trueᵀ; success = max TRE ≤ 1 mm.
-Times are medians over the cases, registration only (images in memory).
+Times are medians over the cases, registration only (images in memory, planning prepared).
+
+Then, on the thorax CT: a capture-range table (set-up errors of ±20 … ±50 mm and ±5 … ±12° on
+all three axes at once, random signs; every method), and the hard cases of
+``bench/hard_cases.py`` (mvct-guide only) as a confusion matrix trusted/untrusted × right/wrong.
+The one-off ITK load (``warm_up``) is printed first.
 
     python bench/bench_registration.py --cases 20 [--methods mvct-guide,elastix-default,sitk]
+        [--capture-per-row 3] [--hard-per-kind 2] [--verbose]
 """
 
 from __future__ import annotations
@@ -33,13 +39,17 @@ import SimpleITK as sitk
 
 from registration.dicom_series import read_volume
 from registration.elastix_run import _itk, to_itk, warm_up
-from registration.frames import PatientPosition
+from registration.errors import RegistrationError
+from registration.frames import PatientPosition, rot_x, rot_y, rot_z
 from registration.geometry import LpsPoint, RigidTransformLps
 from registration.pyramid import padding_mask
 from registration.result import RegistrationOptions
 from registration.rigid import prepare_planning, register
-from registration.simulate import MvctSimulationOptions, random_motion, simulate_mvct
+from registration.simulate import MvctSimulationOptions, random_motion, rigid_about, simulate_mvct
 from registration.volume import CtVolume
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from hard_cases import KINDS, ORDINARY, build
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 PLANNING_CTS = {
@@ -66,6 +76,7 @@ class Outcome:
     rotation_error_deg: float
     seconds: float
     trusted: bool = True
+    reasons: tuple[str, ...] = ()
 
 
 def load_planning(name: str) -> CtVolume:
@@ -146,6 +157,11 @@ def run_ours(case: Case, cache: dict[str, object]) -> Outcome:
     result = register(prepared, case.daily, RegistrationOptions(isocenter=case.isocenter))  # type: ignore[arg-type]
     outcome = score(case, result.planning_to_daily_lps, time.perf_counter() - start)
     outcome.trusted = result.trusted
+    outcome.reasons = tuple(
+        w.removeprefix("not trusted: ").split(" (")[0].split(";")[0][:48]
+        for w in result.warnings
+        if w.startswith("not trusted")
+    )
     return outcome
 
 
@@ -219,6 +235,77 @@ METHODS: dict[str, Callable[[Case, dict[str, object]], Outcome]] = {
 }
 
 
+def capture_cases(
+    planning: CtVolume, iso: LpsPoint, per_row: int, seed: int
+) -> list[tuple[str, Case]]:
+    """Set-up errors of a given size on every axis at once (random signs), rotations likewise."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for shift_mm, angle_deg in CAPTURE_ROWS:
+        for _ in range(per_row):
+            t = rng.choice([-1.0, 1.0], size=3) * shift_mm
+            a = rng.choice([-1.0, 1.0], size=3) * angle_deg
+            motion = rigid_about(iso, rot_z(a[2]) @ rot_y(a[1]) @ rot_x(a[0]), t)
+            options = MvctSimulationOptions(
+                slice_spacing_mm=4.0,
+                scan_length_mm=120.0,
+                noise_hu=40.0,
+                scan_center=iso,
+                pixel_spacing_mm=1.5,
+                random_seed=int(rng.integers(1 << 30)),
+            )
+            daily = CtVolume(
+                simulate_mvct(planning.image, motion, options), planning.patient_position
+            )
+            row = f"±{shift_mm:.0f} mm ±{angle_deg:.0f}°"
+            out.append((row, Case("thorax-4dct", planning, daily, motion, iso, row)))
+    return out
+
+
+CAPTURE_ROWS = ((20.0, 5.0), (30.0, 8.0), (40.0, 10.0), (50.0, 12.0))
+
+
+def print_capture(rows: dict[str, dict[str, list[Outcome]]], methods: list[str]) -> None:
+    print("\nCapture range: set-up error of that size on all three axes at once (random signs)")
+    print(
+        "| set-up error | " + " | ".join(f"{m} right" for m in methods) + " | mvct-guide trusted |"
+    )
+    print("|---|" + "---|" * (len(methods) + 1))
+    for row, by_method in rows.items():
+        cells = [
+            f"{sum(o.tre_max_mm <= 1.0 for o in by_method[m])}/{len(by_method[m])}" for m in methods
+        ]
+        ours = by_method.get("mvct-guide", [])
+        cells.append(f"{sum(o.trusted for o in ours)}/{len(ours)}")
+        print(f"| {row} | " + " | ".join(cells) + " |")
+
+
+def print_confusion(hard: list[tuple[str, Outcome]]) -> None:
+    print("\nHard cases (mvct-guide): trusted/untrusted × right (max TRE ≤ 1 mm)/wrong")
+    print("| kind | right+trusted | right+untrusted | wrong+untrusted | wrong+TRUSTED | reasons |")
+    print("|---|---|---|---|---|---|")
+    totals = [0, 0, 0, 0]
+    for kind in KINDS:
+        outs = [o for k, o in hard if k == kind]
+        if not outs:
+            continue
+        c = [
+            sum(o.tre_max_mm <= 1.0 and o.trusted for o in outs),
+            sum(o.tre_max_mm <= 1.0 and not o.trusted for o in outs),
+            sum(not o.tre_max_mm <= 1.0 and not o.trusted for o in outs),  # NaN: refused
+            sum(not o.tre_max_mm <= 1.0 and o.trusted for o in outs),
+        ]
+        totals = [a + b for a, b in zip(totals, c, strict=True)]
+        reasons = sorted({r for o in outs for r in o.reasons})
+        print(f"| {kind} | " + " | ".join(str(v) for v in c) + f" | {'; '.join(reasons)} |")
+    print("| **all** | " + " | ".join(str(v) for v in totals) + " | |")
+    ordinary = [o for k, o in hard if k in ORDINARY and o.tre_max_mm <= 1.0]
+    print(
+        f"ordinary hard kinds ({', '.join(ORDINARY)}): right but untrusted "
+        f"{sum(not o.trusted for o in ordinary)}/{len(ordinary)}"
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawTextHelpFormatter
@@ -229,13 +316,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-deg", type=float, default=3.0)
     parser.add_argument("--methods", default="mvct-guide,elastix-default,sitk")
     parser.add_argument("--cts", default=",".join(PLANNING_CTS))
+    parser.add_argument("--capture-per-row", type=int, default=3, help="0: no capture table")
+    parser.add_argument("--hard-per-kind", type=int, default=2, help="0: no hard cases")
     parser.add_argument("--verbose", action="store_true")
     args = parser.parse_args(argv)
     names = [n for n in args.cts.split(",") if PLANNING_CTS[n].exists()]
     if not names:
         print(f"no planning CTs found under {DATA}", file=sys.stderr)
         return 2
+    start = time.perf_counter()
     warm_up()
+    print(f"warm_up (import itk + elastix, once per process): {time.perf_counter() - start:.1f} s")
     cases = make_cases(args.cases, args.seed, args.max_mm, args.max_deg, names)
     methods = args.methods.split(",")
     results: dict[str, list[Outcome]] = {m: [] for m in methods}
@@ -249,6 +340,32 @@ def main(argv: list[str] | None = None) -> int:
             line.append(f"{m}: {o.tre_mean_mm:.2f}/{o.tre_max_mm:.2f} mm {o.seconds:.2f} s{flag}")
         if args.verbose:
             print("  ".join(line), flush=True)
+    thorax = load_planning("thorax-4dct")
+    iso = LpsPoint(0.0, 40.0, -40.0)
+    capture: dict[str, dict[str, list[Outcome]]] = {}
+    for row, case in capture_cases(thorax, iso, args.capture_per_row, args.seed + 1):
+        for m in methods:
+            o = METHODS[m](case, caches[m])
+            capture.setdefault(row, {}).setdefault(m, []).append(o)
+            if args.verbose:
+                print(f"capture {row} {m}: {o.tre_max_mm:.2f} mm trusted={o.trusted}", flush=True)
+    hard: list[tuple[str, Outcome]] = []
+    rng = np.random.default_rng(args.seed + 2)
+    for kind in KINDS if args.hard_per_kind else ():
+        for _ in range(args.hard_per_kind):
+            hc = build(kind, thorax, iso, rng)
+            case = Case(kind, hc.planning, hc.daily, hc.truth, hc.isocenter, kind)
+            try:
+                o = run_ours(case, {})
+            except RegistrationError as exc:  # refused with a message: not trusted, not wrong
+                o = Outcome(float("nan"), float("nan"), float("nan"), 0.0, False)
+                o.reasons = (f"refused: {str(exc)[:48]}",)
+            hard.append((kind, o))
+            if args.verbose:
+                print(
+                    f"hard {kind}: {o.tre_max_mm:.2f} mm trusted={o.trusted} {o.reasons}",
+                    flush=True,
+                )
     print(
         f"\n{len(cases)} cases, motions within ±{args.max_mm} mm / ±{args.max_deg}°, "
         f"CTs: {', '.join(names)}"
@@ -290,6 +407,16 @@ def main(argv: list[str] | None = None) -> int:
     for m in methods[1:]:
         ratio = statistics.median(o.seconds for o in results[m]) / base
         print(f"median time {m} / {methods[0]}: {ratio:.1f}×")
+    ours = results.get("mvct-guide", [])
+    right = [o for o in ours if o.tre_max_mm <= 1.0]
+    print(
+        f"ordinary cases right but untrusted (mvct-guide): {sum(not o.trusted for o in right)}"
+        f"/{len(right)}"
+    )
+    if capture:
+        print_capture(capture, methods)
+    if hard:
+        print_confusion(hard)
     return 0
 
 

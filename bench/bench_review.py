@@ -14,7 +14,7 @@ perfect registration would give (``truth.json``), so only the review is timed:
   (``render``: JavaScript, pixels drawn) and the browser shows the next frame (``frame``: key
   handler to the next animation frame).
 
-Targets (issue 4): usable within 1 s, a nudge re-rendered within 200 ms.
+Targets: usable within 1 s, a nudge re-rendered within 200 ms.
 
     python bench/bench_review.py [--runs 5] [--nudges 40] [--screenshot docs/review.png]
 """
@@ -67,10 +67,10 @@ def main() -> int:
 def start_server(folder: Path) -> tuple[Any, Any]:
     import uvicorn
 
-    from app.accounts import add_user
     from app.config import Settings
     from app.db.models import Role
     from app.main import create_app
+    from app.services.accounts import add_user
 
     settings = Settings(data_dir=folder / "data", start_workers=False)
     app = create_app(settings)
@@ -90,8 +90,8 @@ def start_server(folder: Path) -> tuple[Any, Any]:
 def post_sample(server: Any, app: Any) -> int:
     from sqlalchemy import update
 
-    from app.accounts import create_api_key
     from app.db.models import Job, JobStatus, RegistrationResult, Role
+    from app.services.accounts import create_api_key
     from registration.couch import Dof, couch_correction_6dof
     from registration.frames import PatientPosition
     from registration.geometry import LpsPoint, RigidTransformLps

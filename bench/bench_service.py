@@ -12,7 +12,7 @@ registration workers) and drives it over HTTP like a console:
   fractions per minute = count / wall time.
 
 MVCTs are simulated from the sample planning CT (``registration.simulate``) with random motions
-(±5 mm, ±2°), so every post is a new fraction. Target (issue 3): median ≤ 2 s on 2 cores.
+(±5 mm, ±2°), so every post is a new fraction. Target: median ≤ 2 s on 2 cores.
 
     python bench/bench_service.py [--workers 2] [--latency-fractions 10] [--throughput-fractions 16]
 """
@@ -149,11 +149,11 @@ def _with_seed(options: Any, seed: int) -> Any:
 
 
 def make_key(data_dir: Path) -> str:
-    from app.accounts import create_api_key
     from app.config import Settings
     from app.db.migrate import upgrade
     from app.db.models import Role
     from app.lifecycle import build_context
+    from app.services.accounts import create_api_key
 
     ctx = build_context(Settings(data_dir=data_dir))
     data_dir.mkdir(parents=True, exist_ok=True)

@@ -103,10 +103,14 @@ def daily_levels(
     daily: sitk.Image,
     levels: tuple[Level, ...],
     mode: Mode,
-    roi: Roi | None,
     planning: sitk.Image,
 ) -> tuple[tuple[DailyLevel, ...], list[str]]:
-    """The MVCT and its fixed-image mask at every level, coarse to fine, plus warnings."""
+    """The MVCT and its fixed-image mask at every level, coarse to fine, plus warnings.
+
+    A region of interest is not applied here: it is defined in the planning frame and must be
+    mapped by the current estimate (:func:`registration.rigid.register` does it per level with
+    :func:`roi_mask`).
+    """
     warnings: list[str] = []
     pad2d = padding_mask(daily)
     # distance (mm) from each in-plane position to the nearest padding pixel, eroding the circle
@@ -138,8 +142,6 @@ def daily_levels(
                 )
             anatomy = tissue
         mask &= anatomy
-        if roi is not None:
-            mask &= _roi_mask(img, roi)
         mask &= _inside_mask(img, planning)
         m = sitk.GetImageFromArray(mask.astype(np.uint8))
         m.CopyInformation(img)
@@ -219,7 +221,34 @@ def _body_mask(coarse: sitk.Image) -> sitk.Image:
     return dilated
 
 
-def _roi_mask(img: sitk.Image, roi: Roi) -> npt.NDArray[np.bool_]:
+def region_mask(
+    moved_mask: sitk.Image, roi: Roi | None, planning_region: sitk.Image | None
+) -> npt.NDArray[np.bool_]:
+    """The (z, y, x) voxels of ``moved_mask`` that are set and lie in the planning-frame region.
+
+    ``moved_mask`` is an MVCT level mask whose geometry has been moved by the current daily →
+    planning estimate, so its voxel centres are planning-frame positions: the ROI (planning LPS
+    mm) and the planning-grid mask ``planning_region`` (non-zero inside; nearest neighbour,
+    outside its grid = outside) are evaluated there directly.
+    """
+    keep: npt.NDArray[np.bool_] = sitk.GetArrayFromImage(moved_mask) > 0
+    if planning_region is not None:
+        region = sitk.Resample(
+            planning_region,
+            moved_mask,
+            sitk.Transform(),
+            sitk.sitkNearestNeighbor,
+            0,
+            sitk.sitkUInt8,
+        )
+        keep &= sitk.GetArrayViewFromImage(region) > 0
+    if roi is not None:
+        keep &= roi_mask(moved_mask, roi)
+    return keep
+
+
+def roi_mask(img: sitk.Image, roi: Roi) -> npt.NDArray[np.bool_]:
+    """Voxels of ``img`` whose centre (LPS mm, as ``img``'s geometry says) lies in ``roi``."""
     pts = physical_points(img)
     c = roi.center.as_array()
     if isinstance(roi, SphereRoi):

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum, unique
 from typing import Any
 
+import SimpleITK as sitk
+
 from registration.couch import CouchCorrection, Dof
 from registration.frames import PatientPosition
 from registration.geometry import LpsPoint, RigidTransformLps
@@ -50,12 +52,18 @@ Roi = SphereRoi | BoxRoi
 
 @dataclass(frozen=True, slots=True)
 class RegistrationOptions:
-    """How to register. ``isocenter`` None means the centre of the daily (MVCT) volume."""
+    """How to register. ``isocenter`` None means the centre of the daily (MVCT) volume.
+
+    ``roi`` and ``planning_region`` are defined in the PLANNING frame (LPS mm; the region a
+    non-zero mask on the planning CT's grid, e.g. a structure plus a margin); the match uses only
+    MVCT voxels whose position, mapped by the current planning→daily estimate, falls inside both.
+    """
 
     isocenter: LpsPoint | None = None
     dof: Dof = Dof.SIX
     mode: Mode = Mode.TISSUE
     roi: Roi | None = None
+    planning_region: sitk.Image | None = field(default=None, compare=False)
     #: run an independent second estimate and mark the result untrusted when they disagree
     second_opinion: bool = True
     #: seed for elastix's random sampler; fixed so the same images always give the same answer

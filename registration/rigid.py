@@ -2,52 +2,70 @@
 
 ``register(planning, daily, options)`` answers ``planning_to_daily`` (the anatomy at planning
 point p is at M·p in the MVCT, LPS mm) and the couch correction of :mod:`registration.couch`.
+``register_many`` registers several MVCTs of one course against one prepared planning CT.
 
 Method (parameters in ``registration/params/rigid_mvct_v1.txt``, levels in :data:`LEVELS`):
 
-1. Both images are clipped to an intensity window and block-averaged to 6, 3 and 1.5 mm
-   (:mod:`registration.pyramid`); the planning side once per course (:func:`prepare_planning`).
+1. Both images are clipped to an intensity window and block-averaged to 10, 6, 3 and 1.5 mm
+   (:mod:`registration.pyramid`); the planning side once per course (:func:`prepare_planning`,
+   which also keeps the ITK copies elastix reads).
 2. Fixed image = MVCT (short, masked to its reconstruction circle, the chosen anatomy and the
    planning CT's extent), moving image = planning CT. Mattes mutual information copes with the
    kV/MV contrast difference without a calibration curve.
-3. Coarse to fine, one elastix run per level; each level starts from the previous answer by
-   moving the MVCT level image's geometry (origin, direction) by the current estimate, so
-   elastix always solves a small residual about the centre of the masked anatomy. The 6 mm level
-   captures set-up errors of ±25 mm and ±5° from the identity.
-4. An independent second estimate (different metric — normalised MI —, sampler seed and rotation
-   centre, 6 and 3 mm only) is compared with the first over a 50 mm sphere around the isocentre;
-   a disagreement over :data:`SECOND_OPINION_TOLERANCE_MM` marks the result untrusted.
+3. Global initialisation (:mod:`registration.global_search`): an exhaustive rotation ×
+   translation search on the 10 mm level (±60 mm, rotations 0/±7° about each axis) gives the
+   start, so the capture range is ±40 mm and ±10° per axis.
+4. Coarse to fine, one elastix run per level; each level starts from the previous
+   answer by moving the MVCT level image's geometry (origin, direction) by the estimate, so
+   elastix always solves a small residual about the centre of the masked anatomy. A region given
+   in the planning frame (``options.roi``, ``options.planning_region``) is intersected with the
+   fixed-image mask at every level *in the moved geometry*, i.e. mapped into the MVCT by the
+   current estimate: it follows the anatomy, not the MVCT's grid.
+5. Doubt (:mod:`registration.trust`): the best *distinct* start of the global search is refined
+   too; when it reaches a different optimum whose mutual information is as good (within
+   :data:`RIVAL_TOLERANCE_NATS`), the result is not trusted (e.g. one vertebra off); when it is
+   clearly better, it becomes the answer. An independent second estimate (normalised MI, other
+   seed and rotation centre) starts from the answer perturbed by :data:`PERTURBATION_MM` and
+   :data:`PERTURBATION_DEG`; a convergence probe tests translations and rotations.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from functools import cached_property
+from typing import Any
 
 import numpy as np
 import SimpleITK as sitk
-from scipy import ndimage
 
 from registration import __version__
 from registration.compatibility import SeriesExtent, check_compatible
-from registration.couch import CouchCorrection, couch_correction_6dof, couch_correction_for_dof
+from registration.couch import couch_correction_6dof, couch_correction_for_dof
 from registration.elastix_run import PARAMETER_FILE, run_level, to_itk, warm_up
-from registration.errors import InputError
-from registration.frames import FloatArray
+from registration.errors import InputError, RegistrationFailedError
+from registration.frames import FloatArray, rot_x, rot_y, rot_z
 from registration.geometry import LpsPoint, RigidTransformLps
+from registration.global_search import Candidate, SearchPlanning, prepare_search, search
+from registration.probe import MiProbe
 from registration.pyramid import (
-    DAILY_WINDOW_HU,
-    PLANNING_WINDOW_HU,
     DailyLevel,
     Level,
     daily_levels,
     fraction_inside,
     planning_levels,
+    region_mask,
 )
 from registration.result import (
     RegistrationOptions,
     RegistrationQuality,
     RegistrationResult,
+)
+from registration.trust import (
+    SearchFindings,
+    max_difference_mm,
+    untrusted_reasons,
 )
 from registration.volume import CtVolume
 
@@ -57,35 +75,61 @@ LEVELS: tuple[Level, ...] = (
     Level(spacing_mm=3.0, iterations=100, samples=1500),
     Level(spacing_mm=1.5, iterations=200, samples=2000),
 )
-#: The independent second estimate: its own optimiser settings, the first two levels only.
+#: The first level elastix refines on (the global search runs on level 0). Starting at 6 mm
+#: would save a run, but in bone mode a second estimate started 10 mm / 3° off then failed to
+#: find enough mask samples at 3 mm: the 10 mm level is kept.
+SOLVE_FROM = 0
+#: The independent second estimate (and the refinement of the rival start): levels SOLVE_FROM
+#: onwards, as many as listed here, with their own optimiser settings.
 SECOND_OPINION_LEVELS: tuple[Level, ...] = (
     Level(spacing_mm=10.0, iterations=80, samples=1000),
     Level(spacing_mm=6.0, iterations=80, samples=1000),
     Level(spacing_mm=3.0, iterations=80, samples=1000),
 )
-SECOND_OPINION_TOLERANCE_MM = 2.0
-#: Results beyond these are not wrong but are marked for a human look (DOMAIN: TG-142 scale).
-MAX_TRUSTED_SHIFT_MM = 20.0
-MAX_TRUSTED_ROTATION_DEG = 5.0
-MIN_TRUSTED_OVERLAP = 0.80
-TRE_SPHERE_RADIUS_MM = 50.0
-#: Convergence check: the answer must be a local maximum of an independent MI measure against
-#: translations of this size (half the size of the set-up errors that matter).
-CONVERGENCE_PROBE_MM = 1.5
-CONVERGENCE_TOLERANCE_NATS = 0.0
+#: The second estimate starts this far from the answer (translation along (1, −1, 1)/√3, then a
+#: rotation about (1, 1, −1)/√3 through the centre of the masked anatomy).
+PERTURBATION_MM = 10.0
+PERTURBATION_DEG = 3.0
+#: A global-search start is "distinct" when it sends the centre of the MVCT anatomy this far from
+#: where the best start sends it (less than a cervical vertebra's height, about 20 mm), and a
+#: rival when its correlation is within RIVAL_NCC of the best.
+DISTINCT_MM = 12.0
+RIVAL_NCC = 0.1
+#: Two refined optima this far apart whose MI differ by less than RIVAL_TOLERANCE_NATS: ambiguous.
+RIVAL_DISTINCT_MM = 5.0
+RIVAL_TOLERANCE_NATS = 0.01
+MIN_MASK_VOXELS = 20
 
 
 @dataclass(frozen=True)
 class PreparedPlanning:
-    """The planning CT ready for matching: its levels (coarse → fine) and its metadata."""
+    """The planning CT ready for matching: its levels (coarse → fine), search side, metadata."""
 
     volume: CtVolume
     levels: tuple[sitk.Image, ...]
+    search: SearchPlanning
+
+    @cached_property
+    def itk_levels(self) -> tuple[Any, ...]:
+        """The levels as ITK images, converted once (loads ITK on first use)."""
+        return tuple(to_itk(level) for level in self.levels)
 
 
 def prepare_planning(planning: CtVolume) -> PreparedPlanning:
     """Do the planning-side work once per course; reuse the result for every fraction."""
-    return PreparedPlanning(planning, planning_levels(planning.image, LEVELS))
+    levels = planning_levels(planning.image, LEVELS)
+    return PreparedPlanning(planning, levels, prepare_search(levels[0]))
+
+
+def register_many(
+    planning: CtVolume | PreparedPlanning,
+    dailies: Iterable[CtVolume],
+    options: RegistrationOptions | None = None,
+) -> Iterator[RegistrationResult]:
+    """Register each MVCT in turn against one planning CT, prepared once (lazily, in order)."""
+    prepared = planning if isinstance(planning, PreparedPlanning) else prepare_planning(planning)
+    for daily in dailies:
+        yield register(prepared, daily, options)
 
 
 def register(
@@ -95,12 +139,13 @@ def register(
 ) -> RegistrationResult:
     """Register ``daily`` (MVCT) to ``planning`` (kVCT); see the module docstring."""
     options = options or RegistrationOptions()
-    warm_up()  # the one-off ~8 s import of ITK is not part of a registration's time
+    warm_up()  # the one-off import of ITK is not part of a registration's time
     start = time.perf_counter()
     prepared = planning if isinstance(planning, PreparedPlanning) else prepare_planning(planning)
     position = prepared.volume.patient_position
     warnings = list(prepared.volume.warnings) + list(daily.warnings)
     _check_compatible(prepared, daily)
+    _check_region(options, prepared.volume.image)
 
     isocenter = options.isocenter
     if isocenter is None:
@@ -110,32 +155,76 @@ def register(
             f"({isocenter.x_mm:.1f}, {isocenter.y_mm:.1f}, {isocenter.z_mm:.1f}) mm LPS"
         )
     fine = prepared.levels[-1]
-    levels, mask_warnings = daily_levels(daily.image, LEVELS, options.mode, options.roi, fine)
+    levels, mask_warnings = daily_levels(daily.image, LEVELS, options.mode, fine)
     warnings += mask_warnings
     if not np.any(sitk.GetArrayViewFromImage(levels[-1].mask)):
         raise InputError(
             "the MVCT and the planning CT share no anatomy to match (empty mask): check that the "
             "planning CT covers the scanned region and the region of interest"
         )
-
-    first, iterations = _solve(prepared.levels, levels, LEVELS, options.random_seed, nmi=False)
-    probe = _MiProbe(levels[-1], fine, options.random_seed)
+    seed = options.random_seed
+    center = _mask_centroid(levels[0].mask)
+    candidates = _global_candidates(prepared, levels[0], center)
+    first, iterations = _solve(
+        prepared.itk_levels[SOLVE_FROM:],
+        levels[SOLVE_FROM:],
+        LEVELS[SOLVE_FROM:],
+        seed,
+        candidates[0].daily_to_planning,
+        options,
+        nmi=False,
+    )
+    probe = _probe(levels[-1], fine, first, options, seed)
     metric = probe.mi(first)
+
+    findings = SearchFindings(at_search_edge=candidates[0].at_search_edge)
+    rival_start = _rival(candidates, center)
+    if rival_start is not None:
+        n = SOLVE_FROM + len(SECOND_OPINION_LEVELS)
+        rival, _ = _solve(
+            prepared.itk_levels[SOLVE_FROM:n],
+            levels[SOLVE_FROM:n],
+            SECOND_OPINION_LEVELS,
+            seed,
+            rival_start,
+            options,
+            nmi=False,
+        )
+        apart_mm = max_difference_mm(first, rival, isocenter)
+        rival_metric = probe.mi(rival)
+        if apart_mm > RIVAL_DISTINCT_MM and rival_metric > metric + RIVAL_TOLERANCE_NATS:
+            # the rival start leads to a clearly better match: it becomes the answer
+            first, iterations = _solve(
+                prepared.itk_levels[SOLVE_FROM:],
+                levels[SOLVE_FROM:],
+                LEVELS[SOLVE_FROM:],
+                seed,
+                rival,
+                options,
+                nmi=False,
+            )
+            probe = _probe(levels[-1], fine, first, options, seed)
+            metric, rival_metric = probe.mi(first), metric
+            apart_mm = max_difference_mm(first, rival, isocenter)
+        if apart_mm > RIVAL_DISTINCT_MM and rival_metric >= metric - RIVAL_TOLERANCE_NATS:
+            findings = SearchFindings(findings.at_search_edge, apart_mm)
     converged = bool(np.isfinite(metric)) and probe.is_local_maximum(first)
     planning_to_daily = first.inverse()
     overlap = fraction_inside(levels[-1].mask, fine, first)
 
     disagreement_mm: float | None = None
     if options.second_opinion:
-        n = len(SECOND_OPINION_LEVELS)
+        n = SOLVE_FROM + len(SECOND_OPINION_LEVELS)
         second, _ = _solve(
-            prepared.levels[:n],
-            levels[:n],
+            prepared.itk_levels[SOLVE_FROM:n],
+            levels[SOLVE_FROM:n],
             SECOND_OPINION_LEVELS,
-            options.random_seed + 7919,
+            seed + 7919,
+            _perturbed(first, probe.center),
+            options,
             nmi=True,
         )
-        disagreement_mm = _max_difference_mm(first, second, isocenter)
+        disagreement_mm = max_difference_mm(first, second, isocenter)
 
     correction_6 = couch_correction_6dof(planning_to_daily, isocenter, position)
     correction = couch_correction_for_dof(planning_to_daily, isocenter, position, options.dof)
@@ -148,7 +237,7 @@ def register(
         second_estimate_disagreement_mm=disagreement_mm,
         converged=converged,
     )
-    reasons = _untrusted_reasons(quality, correction_6)
+    reasons = untrusted_reasons(quality, correction_6, findings)
     warnings += reasons
     return RegistrationResult(
         planning_to_daily_lps=planning_to_daily,
@@ -165,16 +254,56 @@ def register(
     )
 
 
+def _global_candidates(
+    prepared: PreparedPlanning, coarse: DailyLevel, center: FloatArray
+) -> tuple[Candidate, ...]:
+    found = search(prepared.search, coarse, center)
+    if not found:
+        raise RegistrationFailedError(
+            "the global search found no position where the MVCT overlaps the planning CT enough "
+            "to compare them; check that the right planning CT was chosen"
+        )
+    return found
+
+
+def _rival(candidates: tuple[Candidate, ...], center: FloatArray) -> RigidTransformLps | None:
+    """The best start distinct from the best one whose correlation is close to the best's.
+
+    Distinct: it sends the centre of the MVCT anatomy more than DISTINCT_MM away from where the
+    best start sends it (neighbouring rotation samples of one optimum agree there).
+    """
+    best = candidates[0]
+    target = best.daily_to_planning.apply_array(center[None])[0]
+    for found in candidates[1:]:
+        if found.ncc < best.ncc - RIVAL_NCC:
+            return None
+        moved = found.daily_to_planning.apply_array(center[None])[0]
+        if np.linalg.norm(moved - target) > DISTINCT_MM:
+            return found.daily_to_planning
+    return None
+
+
+def _perturbed(estimate: RigidTransformLps, center: FloatArray) -> RigidTransformLps:
+    """``estimate`` moved by PERTURBATION_MM and PERTURBATION_DEG (daily side, about center)."""
+    t = PERTURBATION_MM * np.array([1.0, -1.0, 1.0]) / np.sqrt(3.0)
+    a = PERTURBATION_DEG / np.sqrt(3.0)
+    r = rot_z(-a) @ rot_y(a) @ rot_x(a)
+    step = RigidTransformLps.from_rotation_translation(r, center - r @ center + t)
+    return step.then(estimate)
+
+
 def _solve(
-    planning: tuple[sitk.Image, ...],
+    planning: tuple[Any, ...],
     daily: tuple[DailyLevel, ...],
     schedule: tuple[Level, ...],
     seed: int,
+    start: RigidTransformLps,
+    options: RegistrationOptions,
     *,
     nmi: bool,
 ) -> tuple[RigidTransformLps, int]:
-    """Coarse-to-fine elastix runs; returns daily→planning and the iterations used."""
-    estimate = RigidTransformLps.identity()
+    """Coarse-to-fine elastix runs from ``start``; returns daily→planning and the iterations."""
+    estimate = start
     total_iterations = 0
     overrides: dict[str, tuple[str, ...]] | None = (
         {"Metric": ("NormalizedMutualInformation",)} if nmi else None
@@ -182,13 +311,13 @@ def _solve(
     for k, (moving, fixed_level) in enumerate(zip(planning, daily, strict=True)):
         level = schedule[k]
         fixed = _moved_geometry(fixed_level.image, estimate)
-        mask = _moved_geometry(fixed_level.mask, estimate)
+        mask = _region_masked(_moved_geometry(fixed_level.mask, estimate), options)
         center = _mask_centroid(mask)
         if nmi:
             center = center + np.array([10.0, -10.0, 10.0])
         outcome = run_level(
             to_itk(fixed),
-            to_itk(moving),
+            moving,
             to_itk(mask, np.uint8),
             center_lps_mm=center,
             iterations=level.iterations,
@@ -199,6 +328,48 @@ def _solve(
         estimate = estimate.then(outcome.daily_to_planning)
         total_iterations += outcome.iterations
     return estimate, total_iterations
+
+
+def _probe(
+    level: DailyLevel,
+    planning: sitk.Image,
+    estimate: RigidTransformLps,
+    options: RegistrationOptions,
+    seed: int,
+) -> MiProbe:
+    """The MI probe on the finest level, its mask limited to the region mapped by ``estimate``."""
+    moved = _region_masked(_moved_geometry(level.mask, estimate), options)
+    mask = sitk.GetImageFromArray(sitk.GetArrayViewFromImage(moved))
+    mask.CopyInformation(level.mask)  # the same voxels back on the MVCT's own grid
+    return MiProbe(level.image, mask, planning, seed)
+
+
+def _region_masked(moved_mask: sitk.Image, options: RegistrationOptions) -> sitk.Image:
+    if options.roi is None and options.planning_region is None:
+        return moved_mask
+    keep = region_mask(moved_mask, options.roi, options.planning_region)
+    if np.count_nonzero(keep) < MIN_MASK_VOXELS:
+        raise InputError(
+            "the region of interest holds almost no MVCT anatomy at the current estimate "
+            f"({np.count_nonzero(keep)} voxels at {moved_mask.GetSpacing()[0]:.1f} mm): check that "
+            "the region lies inside the scanned length"
+        )
+    out = sitk.GetImageFromArray(keep.astype(np.uint8))
+    out.CopyInformation(moved_mask)
+    return out
+
+
+def _check_region(options: RegistrationOptions, planning: sitk.Image) -> None:
+    region = options.planning_region
+    if region is None:
+        return
+    if region.GetDimension() != 3:
+        raise InputError(
+            "planning_region must be a 3-D mask on the planning CT grid, not "
+            f"{region.GetDimension()}-D"
+        )
+    if not np.any(sitk.GetArrayViewFromImage(region)):
+        raise InputError("planning_region is empty: give a mask with at least one voxel set")
 
 
 def _moved_geometry(image: sitk.Image, transform: RigidTransformLps) -> sitk.Image:
@@ -225,107 +396,6 @@ def _mask_centroid(mask: sitk.Image) -> FloatArray:
     return np.array(point, dtype=np.float64)
 
 
-class _MiProbe:
-    """Mutual information (nats; higher is better) of the MVCT mask against the planning CT.
-
-    Measured independently of elastix: up to 20 000 masked MVCT voxels, drawn once, mapped into
-    the planning CT by a daily → planning transform, linear interpolation, a 32 × 32 histogram
-    with fixed bin edges, so values for different transforms are comparable.
-    """
-
-    def __init__(self, daily: DailyLevel, planning: sitk.Image, seed: int) -> None:
-        sel = np.argwhere(sitk.GetArrayViewFromImage(daily.mask) > 0)
-        if len(sel) > 20_000:
-            sel = sel[np.random.default_rng(seed).choice(len(sel), 20_000, replace=False)]
-        self.usable = len(sel) >= 100
-        img = daily.image
-        d = np.array(img.GetDirection()).reshape(3, 3)
-        self.fixed_values = sitk.GetArrayViewFromImage(img)[tuple(sel.T)]
-        self.points = (sel[:, ::-1] * np.array(img.GetSpacing())) @ d.T + np.array(img.GetOrigin())
-        self.planning = planning
-        self.moving_array = sitk.GetArrayViewFromImage(planning)
-        self.fixed_edges = np.linspace(*DAILY_WINDOW_HU, 33)
-        self.moving_edges = np.linspace(*PLANNING_WINDOW_HU, 33)
-
-    def mi(self, daily_to_planning: RigidTransformLps) -> float:
-        if not self.usable:
-            return float("nan")
-        pts = daily_to_planning.apply_array(self.points)
-        pl = self.planning
-        pd = np.array(pl.GetDirection()).reshape(3, 3)
-        cont = ((pts - np.array(pl.GetOrigin())) @ pd) / np.array(pl.GetSpacing())
-        moving_values = ndimage.map_coordinates(
-            self.moving_array, cont[:, ::-1].T, order=1, mode="nearest"
-        )
-        joint, _, _ = np.histogram2d(
-            self.fixed_values, moving_values, bins=(self.fixed_edges, self.moving_edges)
-        )
-        p = joint / joint.sum()
-        px = p.sum(axis=1, keepdims=True)
-        py = p.sum(axis=0, keepdims=True)
-        nz = p > 0
-        return float(np.sum(p[nz] * np.log(p[nz] / (px @ py)[nz])))
-
-    def is_local_maximum(self, estimate: RigidTransformLps) -> bool:
-        """True when no translation of ±CONVERGENCE_PROBE_MM along x, y or z improves MI."""
-        best = self.mi(estimate)
-        for axis in range(3):
-            for sign in (-1.0, 1.0):
-                step = np.zeros(3)
-                step[axis] = sign * CONVERGENCE_PROBE_MM
-                moved = estimate.then(RigidTransformLps.from_rotation_translation(np.eye(3), step))
-                if self.mi(moved) > best + CONVERGENCE_TOLERANCE_NATS:
-                    return False
-        return True
-
-
-def _sphere_points(center: LpsPoint, radius_mm: float) -> FloatArray:
-    """A fixed, deterministic set of points filling a sphere (for TRE-like comparisons)."""
-    g = np.linspace(-radius_mm, radius_mm, 11)
-    pts = np.stack(np.meshgrid(g, g, g, indexing="ij"), axis=-1).reshape(-1, 3)
-    pts = pts[np.sum(pts**2, axis=1) <= radius_mm**2]
-    result: FloatArray = pts + center.as_array()
-    return result
-
-
-def _max_difference_mm(a: RigidTransformLps, b: RigidTransformLps, isocenter: LpsPoint) -> float:
-    """Largest distance between where ``a`` and ``b`` send points of a 50 mm sphere."""
-    pts = _sphere_points(isocenter, TRE_SPHERE_RADIUS_MM)
-    # a and b are daily→planning; compare them on daily points near the isocentre
-    return float(np.max(np.linalg.norm(a.apply_array(pts) - b.apply_array(pts), axis=1)))
-
-
-def _untrusted_reasons(quality: RegistrationQuality, full: CouchCorrection) -> list[str]:
-    reasons: list[str] = []
-    if quality.overlap_fraction < MIN_TRUSTED_OVERLAP:
-        reasons.append(
-            f"not trusted: only {quality.overlap_fraction:.0%} of the MVCT anatomy lies inside the "
-            "planning CT"
-        )
-    if not quality.converged:
-        reasons.append(
-            "not trusted: the match is not at the best similarity nearby (not converged); "
-            "check the fusion by eye"
-        )
-    if full.max_abs_translation_mm() > MAX_TRUSTED_SHIFT_MM:
-        reasons.append(
-            f"not trusted: shift of {full.max_abs_translation_mm():.1f} mm exceeds "
-            f"{MAX_TRUSTED_SHIFT_MM:.0f} mm; check the set-up and the match by eye"
-        )
-    if full.max_abs_rotation_deg() > MAX_TRUSTED_ROTATION_DEG:
-        reasons.append(
-            f"not trusted: rotation of {full.max_abs_rotation_deg():.1f}° exceeds "
-            f"{MAX_TRUSTED_ROTATION_DEG:.0f}°; check the set-up and the match by eye"
-        )
-    d = quality.second_estimate_disagreement_mm
-    if d is not None and d > SECOND_OPINION_TOLERANCE_MM:
-        reasons.append(
-            f"not trusted: an independent second estimate differs by up to {d:.1f} mm within "
-            f"{TRE_SPHERE_RADIUS_MM:.0f} mm of the isocentre"
-        )
-    return reasons
-
-
 def _volume_center(image: sitk.Image) -> LpsPoint:
     size = image.GetSize()
     point = image.TransformContinuousIndexToPhysicalPoint([(n - 1) / 2 for n in size])
@@ -350,4 +420,4 @@ def _check_compatible(planning: PreparedPlanning, daily: CtVolume) -> None:
     )
 
 
-__all__ = ["LEVELS", "PreparedPlanning", "prepare_planning", "register"]
+__all__ = ["LEVELS", "PreparedPlanning", "prepare_planning", "register", "register_many"]

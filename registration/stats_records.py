@@ -153,8 +153,15 @@ class ShiftTable:
         return self.values[:, :3]
 
 
-def shift_table(records: Sequence[ShiftRecord]) -> ShiftTable:
+#: the column order of :attr:`ShiftTable.values` with ``all_rotations=True``: AXES, pitch, yaw
+SIX_COLUMNS: Final = (*_SHIFT_FIELDS[:4], "pitch_deg", "yaw_deg")
+
+
+def shift_table(records: Sequence[ShiftRecord], *, all_rotations: bool = False) -> ShiftTable:
     """Sort and group ``records`` by (patient_id, course_id, fraction_number).
+
+    ``all_rotations``: six value columns (:data:`SIX_COLUMNS`: the four of :data:`AXES`, then
+    pitch and yaw in degrees) instead of four.
 
     Raises :class:`~registration.errors.InputError` when a course has two records for the same
     fraction number: the caller must choose one shift per fraction (see :class:`ShiftSource`).
@@ -166,10 +173,10 @@ def shift_table(records: Sequence[ShiftRecord]) -> ShiftTable:
     )
     fraction = np.fromiter((r.fraction_number for r in records), np.int64, len(records))
     ordinal = np.fromiter((r.date.toordinal() for r in records), np.int64, len(records))
+    columns = SIX_COLUMNS if all_rotations else _SHIFT_FIELDS[:4]
     values = np.array(
-        [(r.lateral_mm, r.longitudinal_mm, r.vertical_mm, r.roll_deg) for r in records],
-        dtype=np.float64,
-    ).reshape(len(records), len(AXES))
+        [tuple(getattr(r, name) for name in columns) for r in records], dtype=np.float64
+    ).reshape(len(records), len(columns))
     order = np.lexsort((fraction, course_index))
     course_index, fraction, ordinal = course_index[order], fraction[order], ordinal[order]
     repeated = (np.diff(course_index) == 0) & (np.diff(fraction) == 0)

@@ -70,6 +70,9 @@ class EarlyWarning:
     threshold_mm: float
     n_fractions: int  #: how many fractions the mean is over
     message: str  #: one sentence for the physician
+    #: the fraction numbers the mean is over (the NAL check names them in ``message`` when they
+    #: are not 1…N, e.g. when fraction 1 has no shift)
+    fraction_numbers: tuple[int, ...] = ()
 
 
 def format_mm(value_mm: float, threshold_mm: float) -> str:
@@ -124,6 +127,10 @@ def _nal_warnings(table: ShiftTable, n_first: int, threshold_mm: float) -> list[
     eligible = np.flatnonzero(table.counts >= n_first)
     rows = table.starts[eligible][:, None] + np.arange(n_first)
     first_mean_mm: FloatArray = table.translations_mm[rows].mean(axis=1)
+    used = {
+        int(course): tuple(int(n) for n in table.fraction_number[row])
+        for course, row in zip(eligible.tolist(), rows, strict=True)
+    }
     return [
         _warning(
             table.courses[course],
@@ -132,11 +139,30 @@ def _nal_warnings(table: ShiftTable, n_first: int, threshold_mm: float) -> list[
             value_mm,
             threshold_mm,
             n_first,
-            f"mean of first {n_first} fractions",
+            _first_fractions_text(used[course]),
             "consider a systematic correction.",
+            used[course],
         )
         for course, value_mm, axis in _flagged(eligible, first_mean_mm, threshold_mm)
     ]
+
+
+def _first_fractions_text(numbers: tuple[int, ...]) -> str:
+    """``mean of first 3 fractions``, naming them when they are not 1…N.
+
+    >>> _first_fractions_text((2, 3, 4))
+    'mean of the first 3 fractions with a shift (fractions 2, 3, 4; none for fraction 1)'
+    """
+    n = len(numbers)
+    if numbers == tuple(range(1, n + 1)):
+        return f"mean of first {n} fractions"
+    missing = sorted(set(range(1, max(numbers))) - set(numbers))
+    listed = ", ".join(str(k) for k in numbers)
+    gap = ""
+    if missing:
+        shown = ", ".join(str(k) for k in missing[:5]) + (", …" if len(missing) > 5 else "")
+        gap = f"; none for fraction{'s' if len(missing) > 1 else ''} {shown}"
+    return f"mean of the first {n} fractions with a shift (fractions {listed}{gap})"
 
 
 def _running_warnings(
@@ -154,6 +180,12 @@ def _running_warnings(
             int(table.counts[course]),
             f"mean of all {int(table.counts[course])} fractions to {as_of.isoformat()}",
             "the systematic error persists; review the set-up and consider a correction.",
+            tuple(
+                int(n)
+                for n in table.fraction_number[
+                    table.starts[course] : table.starts[course] + table.counts[course]
+                ]
+            ),
         )
         for course, value_mm, axis in _flagged(eligible, running_mean_mm, threshold_mm)
     ]
@@ -168,6 +200,7 @@ def _warning(
     n_fractions: int,
     what: str,
     advice: str,
+    fraction_numbers: tuple[int, ...] = (),
 ) -> EarlyWarning:
     patient_id, course_id = course
     message = (
@@ -176,7 +209,15 @@ def _warning(
         f"(beyond ±{_format_threshold(threshold_mm)} mm): {advice}"
     )
     return EarlyWarning(
-        patient_id, course_id, kind, axis, value_mm, threshold_mm, n_fractions, message
+        patient_id,
+        course_id,
+        kind,
+        axis,
+        value_mm,
+        threshold_mm,
+        n_fractions,
+        message,
+        fraction_numbers,
     )
 
 

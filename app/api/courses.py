@@ -14,7 +14,6 @@ from sqlalchemy.orm import Session, object_session
 
 from app.api.deps import Configurer, ContextDep, CourseEditor, Reader, SessionDep
 from app.api.fractions import (
-    MAX_ID,
     NO_CONTROL_CHARS,
     IsocenterField,
     PatientIdField,
@@ -24,9 +23,14 @@ from app.api.fractions import (
     SeriesUidField,
     parse_isocenter,
 )
-from app.api.schemas_common import ERROR_RESPONSES
 from app.context import ServiceContext
-from app.courses import (
+from app.db import repository as repo
+from app.db.models import Course
+from app.db.models_planning import PlanningKind, PlanningObject
+from app.deps import MAX_ID
+from app.errors import NotFoundError
+from app.schemas.common import ERROR_RESPONSES
+from app.services.courses import (
     CourseChanges,
     CourseCreated,
     CourseRequest,
@@ -34,12 +38,8 @@ from app.courses import (
     put_rt_object,
     update_course,
 )
-from app.db import repository as repo
-from app.db.models import Course
-from app.db.models_planning import PlanningKind, PlanningObject
-from app.errors import NotFoundError
-from app.ingest import Upload, save_uploads, upload_folder
-from app.planning import current
+from app.services.ingest import Upload, save_uploads, upload_folder
+from app.services.planning import current
 from registration.couch import Dof
 from registration.frames import PatientPosition
 from registration.geometry import LpsPoint

@@ -7,18 +7,33 @@ in the ``X-API-Key`` header; people authenticate with HTTP Basic until browser s
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import APIKeyHeader, HTTPBasic, HTTPBasicCredentials
-from sqlalchemy.orm import Session
 
-from app import accounts, security
-from app.context import ServiceContext
 from app.db import repository as repo
 from app.db.models import Role
+from app.deps import ContextDep, SessionDep, client_address
+from app.permissions import Action, roles_for
+from app.services import accounts, security
+
+__all__ = [
+    "Configurer",
+    "Console",
+    "ContextDep",
+    "CourseEditor",
+    "CurrentUser",
+    "Principal",
+    "Reader",
+    "ReportReader",
+    "SessionDep",
+    "client_address",
+    "require",
+    "require_role",
+]
 
 _api_key_header = APIKeyHeader(
     name="X-API-Key", auto_error=False, description="API key (`mvct-guide api-keys create`)"
@@ -41,33 +56,12 @@ class Principal:
         return f"{self.kind}:{self.name}"
 
 
-def get_context(request: Request) -> ServiceContext:
-    ctx: ServiceContext = request.app.state.context
-    return ctx
-
-
-ContextDep = Annotated[ServiceContext, Depends(get_context)]
-
-
-def get_session(ctx: ContextDep) -> Iterator[Session]:
-    with ctx.sessions() as session:
-        yield session
-
-
-SessionDep = Annotated[Session, Depends(get_session)]
-
-
 def _unauthorized(message: str) -> HTTPException:
     return HTTPException(
         status_code=status.HTTP_401_UNAUTHORIZED,
         detail=message,
         headers={"WWW-Authenticate": 'Basic realm="mvct-guide", charset="UTF-8"'},
     )
-
-
-def client_address(request: Request) -> str:
-    """The client's address (the real one behind a proxy uvicorn trusts: --forwarded-allow-ips)."""
-    return request.client.host if request.client is not None else "unknown"
 
 
 def get_current_principal(
@@ -118,11 +112,13 @@ def require_role(*roles: Role) -> Callable[[Principal], Principal]:
     return check
 
 
-READ_ROLES = (Role.CONSOLE, Role.THERAPIST, Role.PHYSICIAN, Role.PHYSICIST)
+def require(action: Action) -> Callable[[Principal], Principal]:
+    """A dependency that lets through the roles :mod:`app.permissions` allows ``action``."""
+    return require_role(*roles_for(action))
 
-Reader = Annotated[Principal, Depends(require_role(*READ_ROLES))]
-Console = Annotated[Principal, Depends(require_role(Role.CONSOLE))]
-CourseEditor = Annotated[
-    Principal, Depends(require_role(Role.CONSOLE, Role.PHYSICIAN, Role.PHYSICIST))
-]
-Configurer = Annotated[Principal, Depends(require_role(Role.PHYSICIAN, Role.PHYSICIST))]
+
+Reader = Annotated[Principal, Depends(require(Action.READ))]
+Console = Annotated[Principal, Depends(require(Action.POST_IMAGES))]
+CourseEditor = Annotated[Principal, Depends(require(Action.CREATE_COURSE))]
+Configurer = Annotated[Principal, Depends(require(Action.CHANGE_COURSE))]
+ReportReader = Annotated[Principal, Depends(require(Action.READ_REPORTS))]

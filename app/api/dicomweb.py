@@ -13,10 +13,10 @@ from fastapi import APIRouter, Path, Request, Response
 from fastapi.concurrency import run_in_threadpool
 
 from app.api.deps import Console, ContextDep
-from app.api.schemas_common import ERROR_RESPONSES, ErrorOut
-from app.dicom.inbox import Received
+from app.dicom.acceptance import Received
 from app.dicom.service import DicomService
 from app.dicom.stow import DICOM_JSON, boundary_of, read_parts, store_parts, stow_response
+from app.schemas.common import ERROR_RESPONSES, ErrorOut
 
 router = APIRouter(prefix="/dicomweb", tags=["dicomweb"])
 

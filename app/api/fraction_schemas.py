@@ -7,9 +7,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from app.api.schemas_common import CouchCorrectionOut
-from app.api.signoff_schemas import SignoffPublic
 from app.db.models import Fraction
+from app.schemas.common import CouchCorrectionOut
+from app.schemas.signoff import SignoffPublic
 
 FractionStatus = Literal["queued", "running", "done", "failed"]
 

@@ -24,21 +24,21 @@ from sqlalchemy.orm import Session
 
 from app.api.deps import Console, ContextDep, Reader, SessionDep
 from app.api.fraction_schemas import FractionPublic, fraction_public
-from app.api.schemas_common import ERROR_RESPONSES, ErrorOut
-from app.api.signoff_schemas import SignoffPublic, signoff_public
 from app.context import ServiceContext
 from app.db import repository as repo
 from app.db import signoff_repo
 from app.db.models import Fraction, JobStatus
+from app.deps import MAX_ID
 from app.errors import NotFoundError, UnprocessableError
-from app.fractions import FractionRequest, Received, receive_fraction
-from app.ingest import Upload, UploadedFiles, save_uploads, upload_folder
-from app.residual_report import residuals_of_correction
+from app.schemas.common import ERROR_RESPONSES, ErrorOut
+from app.schemas.signoff import SignoffPublic, signoff_public
+from app.services.fractions import FractionRequest, Received, receive_fraction
+from app.services.ingest import Upload, UploadedFiles, save_uploads, upload_folder
+from app.services.residuals import residuals_of_correction
 from registration.couch import Dof
 from registration.geometry import LpsPoint
 from registration.result import Mode
 
-MAX_ID = 2**31 - 1  # the largest id a 32-bit INTEGER column holds
 #: DICOM LO values hold no control characters (and PostgreSQL text refuses NUL)
 NO_CONTROL_CHARS = r"^[^\x00-\x1f\x7f]*$"
 router = APIRouter(prefix="/api/v1", tags=["fractions"], responses=ERROR_RESPONSES)

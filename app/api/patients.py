@@ -9,8 +9,8 @@ from fastapi import APIRouter, Path, Request
 from app.api.deps import ContextDep, Reader, SessionDep
 from app.api.fraction_schemas import ShiftLog, shift_log_entry
 from app.api.fractions import NO_CONTROL_CHARS, base_url
-from app.api.schemas_common import ERROR_RESPONSES
 from app.db import repository as repo
+from app.schemas.common import ERROR_RESPONSES
 
 router = APIRouter(prefix="/api/v1", tags=["patients"], responses=ERROR_RESPONSES)
 

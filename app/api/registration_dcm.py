@@ -8,11 +8,11 @@ from fastapi import APIRouter, Path, Response
 from fastapi.concurrency import run_in_threadpool
 
 from app.api.deps import ContextDep, Reader
-from app.api.fractions import MAX_ID
-from app.api.schemas_common import ERROR_RESPONSES
+from app.deps import MAX_ID
 from app.dicom import RegExportError
 from app.dicom.reg_export import reg_for_fraction
 from app.errors import ConflictError
+from app.schemas.common import ERROR_RESPONSES
 
 router = APIRouter(prefix="/api/v1", tags=["fractions"], responses=ERROR_RESPONSES)
 

@@ -6,22 +6,19 @@ import datetime
 from enum import StrEnum, unique
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Response
+from fastapi import APIRouter, Query, Response
 
-from app.api.deps import ContextDep, Principal, SessionDep, require_role
+from app.api.deps import ContextDep, ReportReader, SessionDep
 from app.api.fractions import NO_CONTROL_CHARS
-from app.api.schemas_common import ERROR_RESPONSES
-from app.db.models import Role
 from app.errors import UnprocessableError
-from app.reports import MEDIA_TYPES, ReportInputError
-from app.reports.export import JSON_MEDIA_TYPE, file_name, parse_period, render
-from app.reports.query import ReportRequest
-from app.reports.query import make_report as build_from_database
+from app.schemas.common import ERROR_RESPONSES
+from app.services.reports import MEDIA_TYPES, ReportInputError
+from app.services.reports.export import JSON_MEDIA_TYPE, file_name, parse_period, render
+from app.services.reports.query import ReportRequest
+from app.services.reports.query import make_report as build_from_database
 from registration.stats import ShiftSource
 
 router = APIRouter(prefix="/api/v1", tags=["reports"], responses=ERROR_RESPONSES)
-
-ReportReader = Annotated[Principal, Depends(require_role(Role.PHYSICIST, Role.ADMIN))]
 
 
 @unique

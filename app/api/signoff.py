@@ -1,7 +1,8 @@
 """``POST /api/v1/fractions/{id}/signoff``: a physician signs the decision on a fraction.
 
 The request carries the physician's own user name and password: they are the signature (the
-same checks, the same record and the same audit as the review page, see :mod:`app.signoff`).
+same checks, the same record and the same audit as the review page, see
+:mod:`app.services.signoff`).
 """
 
 from __future__ import annotations
@@ -13,10 +14,10 @@ from fastapi import APIRouter, Depends, HTTPException, Path, Request, status
 from fastapi.concurrency import run_in_threadpool
 
 from app.api.deps import ContextDep
-from app.api.fractions import MAX_ID
-from app.api.schemas_common import ERROR_RESPONSES
-from app.api.signoff_schemas import SignoffPublic, SignoffRequest, signoff_public
-from app.signoff import SignRequest, sign
+from app.deps import MAX_ID
+from app.schemas.common import ERROR_RESPONSES
+from app.schemas.signoff import SignoffPublic, SignoffRequest, signoff_public
+from app.services.signoff import SignRequest, sign
 from registration.couch import CouchCorrection
 
 router = APIRouter(prefix="/api/v1", tags=["sign-off"], responses=ERROR_RESPONSES)

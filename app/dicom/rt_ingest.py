@@ -18,14 +18,14 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.context import ServiceContext
-from app.courses import put_rt_object
 from app.db import repository as repo
 from app.db.models import Course, ImageSeries
 from app.db.models_dicom import DicomInstance, DicomSeries, SeriesKind, SeriesState
 from app.db.models_planning import PlanningKind, PlanningObject
 from app.errors import ServiceError
-from app.ingest import UploadedFiles
-from app.planning import read_rt_files
+from app.services.courses import put_rt_object
+from app.services.ingest import UploadedFiles
+from app.services.planning import read_rt_files
 
 log = logging.getLogger(__name__)
 

@@ -33,8 +33,9 @@ from pydicom.uid import (
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.config import Settings
+from app.dicom.acceptance import OUT_OF_RESOURCES, Received, decodable
 from app.dicom.grouping import InFlight
-from app.dicom.inbox import OUT_OF_RESOURCES, Inbox, Received, decodable, receive_file
+from app.dicom.inbox import Inbox, receive_file
 from app.dicom.rules import ae_titles
 
 log = logging.getLogger(__name__)

@@ -1,13 +1,15 @@
 """A complete received series through the service's own ingest path (the HTTP API's functions).
 
-The inbox files are handed over where they lie (:func:`app.ingest.files_in_place`): the only copy
-made is the image store's.
+The inbox files are handed over where they lie (:func:`app.services.ingest.files_in_place`):
+the only copy made is the image store's.
 
-* planning CT → :func:`app.courses.create_course`: the existing course when the patient already
-  has one for this Series Instance UID (even if a peer re-encoded the files), else a new course
+* planning CT → :func:`app.services.courses.create_course`: the existing course when the
+  patient already has one for this Series Instance UID (even if a peer re-encoded the files),
+  else a new course
   with the PTV margin, DOF, mode and site of the patient's previous course (the defaults for a
   first course);
-* MVCT → :func:`app.fractions.receive_fraction` (the code path of ``POST /api/v1/fractions``:
+* MVCT → :func:`app.services.fractions.receive_fraction` (the code path of
+  ``POST /api/v1/fractions``:
   idempotent on the images, same storage, same audit) against the patient's most recent course,
   and its job is queued as that route queues it.
 
@@ -24,14 +26,14 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.context import ServiceContext
-from app.courses import CourseRequest, create_course
 from app.db import repository as repo
 from app.db.models import Course, ImageSeries
 from app.db.models_dicom import DicomSeries
 from app.dicom import DicomError
 from app.errors import ConflictError
-from app.fractions import FractionRequest, receive_fraction
-from app.ingest import UploadedFiles, files_in_place
+from app.services.courses import CourseRequest, create_course
+from app.services.fractions import FractionRequest, receive_fraction
+from app.services.ingest import UploadedFiles, files_in_place
 from registration.couch import Dof
 from registration.result import Mode
 

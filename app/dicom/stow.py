@@ -30,14 +30,8 @@ from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
 from sqlalchemy.orm import Session, sessionmaker
 
-from app.dicom.inbox import (
-    CANNOT_UNDERSTAND,
-    SUCCESS,
-    Inbox,
-    Received,
-    StoreOutcome,
-    receive_file,
-)
+from app.dicom.acceptance import CANNOT_UNDERSTAND, SUCCESS, Received, StoreOutcome
+from app.dicom.inbox import Inbox, receive_file
 from app.errors import BadRequestError, ServiceError
 
 DICOM = "application/dicom"

@@ -13,19 +13,20 @@ from fastapi import FastAPI, Request
 from fastapi.responses import Response
 from fastapi.staticfiles import StaticFiles
 
-from app.web.settings import WebSettings
+from app.config import Settings
 
 STATIC_DIR = Path(__file__).with_name("static")
 
 
-def install(app: FastAPI, settings: WebSettings | None = None) -> None:
+def install(app: FastAPI, settings: Settings) -> None:
+    """Add the pages to ``app``; ``settings`` is the service's (the same object everywhere)."""
     from app.web import deps, routes_auth, routes_review, routes_worklist
     from app.web.volumes import ReviewVolumes
 
-    web = settings or WebSettings()
-    app.state.web_settings = web
-    data_dir = app.state.context.settings.data_dir
-    app.state.review_volumes = ReviewVolumes(data_dir / "review-cache", web.review_cache_fractions)
+    app.state.web_settings = settings
+    app.state.review_volumes = ReviewVolumes(
+        settings.data_dir / "review-cache", settings.review_cache_fractions
+    )
 
     async def login_required(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, deps.LoginRequiredError)

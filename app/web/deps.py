@@ -10,12 +10,12 @@ from fastapi import Depends, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.templating import Jinja2Templates
 
-from app.api.deps import ContextDep
+from app.config import Settings
 from app.context import ServiceContext
-from app.db.models import Role
+from app.deps import ContextDep
+from app.permissions import Action, may
 from app.web import sessions
 from app.web.sessions import PAGE_ROLES, Viewer
-from app.web.settings import WebSettings
 
 TEMPLATES = Jinja2Templates(directory=Path(__file__).with_name("templates"))
 SECURITY_HEADERS = {
@@ -45,16 +45,16 @@ class WebRefusalError(Exception):
         self.detail = detail
 
 
-def web_settings(request: Request) -> WebSettings:
-    settings: WebSettings = request.app.state.web_settings
+def web_settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.web_settings
     return settings
 
 
-WebSettingsDep = Annotated[WebSettings, Depends(web_settings)]
+WebSettingsDep = Annotated[Settings, Depends(web_settings)]
 
 
 def load_viewer(
-    request: Request, ctx: ServiceContext, settings: WebSettings, *, touch: bool
+    request: Request, ctx: ServiceContext, settings: Settings, *, touch: bool
 ) -> Viewer | None:
     token = request.cookies.get(settings.cookie_name)
     if not token:
@@ -111,7 +111,7 @@ DataViewer = Annotated[Viewer, Depends(data_viewer)]
 
 
 def can_sign(viewer: Viewer) -> bool:
-    return viewer.role is Role.PHYSICIAN
+    return may(viewer.role, Action.SIGN_OFF)
 
 
 def page(

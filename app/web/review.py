@@ -11,8 +11,8 @@ from app.db import repository as repo
 from app.db import signoff_repo
 from app.db.models import Fraction
 from app.db.models_signoff import Decision, Signoff
-from app.residual_report import residuals_of_correction
-from app.signoff import LARGE_SHIFT_MM
+from app.services.residuals import residuals_of_correction
+from app.services.signoff import LARGE_SHIFT_MM
 from app.storage import ImageStore
 from app.web.plot import Point, translations_svg
 from app.web.worklist import machine_of

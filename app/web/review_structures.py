@@ -24,8 +24,8 @@ import SimpleITK as sitk
 from app.context import ServiceContext
 from app.db import repository as repo
 from app.db.models_planning import PlanningObject
-from app.planning_cache import CachedStructures
-from app.residual_report import course_structures
+from app.jobs.planning_cache import CachedStructures
+from app.services.residuals import course_structures
 from app.web.volumes import ReviewVolumes
 
 MAX_STRUCTURES = 32

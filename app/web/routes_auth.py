@@ -9,11 +9,12 @@ from fastapi import APIRouter, Form, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 
-from app import accounts
-from app.api.deps import ContextDep, client_address
+from app.config import Settings
 from app.context import ServiceContext
 from app.db import repository as repo
 from app.db.models import Role
+from app.deps import ContextDep, client_address
+from app.services import accounts
 from app.web import sessions
 from app.web.deps import (
     SECURITY_HEADERS,
@@ -24,12 +25,11 @@ from app.web.deps import (
     safe_next,
 )
 from app.web.sessions import PAGE_ROLES, Viewer
-from app.web.settings import WebSettings
 
 router = APIRouter(include_in_schema=False)
 
 
-def _set_cookie(response: Response, settings: WebSettings, token: str) -> None:
+def _set_cookie(response: Response, settings: Settings, token: str) -> None:
     response.set_cookie(
         settings.cookie_name,
         token,
@@ -80,7 +80,7 @@ def _login_form(
     request: Request,
     viewer: Viewer,
     target: str,
-    settings: WebSettings,
+    settings: Settings,
     error: str | None,
     status_code: int,
     username: str = "",
@@ -133,7 +133,7 @@ async def login(
 
 def _check_credentials(
     ctx: ServiceContext,
-    settings: WebSettings,
+    settings: Settings,
     viewer: Viewer,
     username: str,
     password: str,
@@ -141,7 +141,8 @@ def _check_credentials(
 ) -> tuple[str, int] | str:
     """(cookie token, session id) of the new session, or the reason for refusing.
 
-    The password is checked by :func:`app.accounts.authenticate`, the one place that applies the
+    The password is checked by :func:`app.services.accounts.authenticate`, the one place that
+    applies the
     sign-in rate limit (per user name and per client address, counted in the database) and
     records failures without storing what was typed.
     """

@@ -9,13 +9,12 @@ from fastapi import APIRouter, Form, Path, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, JSONResponse, Response
 
-from app.api.deps import ContextDep
-from app.api.fractions import MAX_ID
-from app.api.signoff_schemas import MAX_ANGLE_DEG, MAX_SHIFT_MM, signoff_public
 from app.context import ServiceContext
 from app.db import repository as repo
+from app.deps import MAX_ID, ContextDep
 from app.errors import NotFoundError, ServiceError
-from app.signoff import SignRequest, sign
+from app.schemas.signoff import MAX_ANGLE_DEG, MAX_SHIFT_MM, signoff_public
+from app.services.signoff import SignRequest, sign
 from app.web import sessions
 from app.web.deps import (
     SECURITY_HEADERS,

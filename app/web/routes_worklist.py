@@ -9,8 +9,8 @@ from fastapi import APIRouter, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 
-from app.api.deps import ContextDep
 from app.context import ServiceContext
+from app.deps import ContextDep
 from app.web import sessions
 from app.web.deps import DataViewer, PageViewer, WebRefusalError, WebSettingsDep, page
 from app.web.worklist import Row, rows_of_day, today

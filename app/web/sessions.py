@@ -22,14 +22,15 @@ from itsdangerous import BadData, URLSafeTimedSerializer
 from sqlalchemy import delete, or_, select, update
 from sqlalchemy.orm import Session
 
+from app.config import Settings
 from app.db.models import Role, User, utcnow
 from app.db.models_signoff import BrowserSession
-from app.web.settings import WebSettings
+from app.permissions import Action, roles_for
 
 _CSRF_SALT = "mvct-guide-csrf-v1"
 _TOUCH_EVERY = timedelta(seconds=30)
 #: roles that may use the review pages (the console is a machine; admins see no patients)
-PAGE_ROLES = frozenset({Role.THERAPIST, Role.PHYSICIAN, Role.PHYSICIST})
+PAGE_ROLES = frozenset(roles_for(Action.USE_PAGES))
 
 
 @dataclass(frozen=True)
@@ -64,9 +65,7 @@ def open_session(db: Session, user_id: int | None) -> tuple[str, BrowserSession]
     return token, row
 
 
-def find(
-    db: Session, token: str, settings: WebSettings, now: datetime | None = None
-) -> Viewer | None:
+def find(db: Session, token: str, settings: Settings, now: datetime | None = None) -> Viewer | None:
     """The valid session of a cookie token, or None (unknown, revoked, idle, too old)."""
     if not token or len(token) > 200:
         return None
@@ -117,7 +116,7 @@ def revoke_user_sessions(db: Session, user_id: int) -> int:
     return len(result.all())
 
 
-def purge(db: Session, settings: WebSettings, now: datetime | None = None) -> None:
+def purge(db: Session, settings: Settings, now: datetime | None = None) -> None:
     """Delete sessions that can never be used again (the audit trail keeps sign-ins)."""
     now = now or utcnow()
     idle_before = now - timedelta(seconds=settings.idle_seconds) - timedelta(days=1)

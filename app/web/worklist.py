@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 from app.db import signoff_repo
 from app.db.models import Fraction, JobStatus
 from app.db.models_signoff import Decision, Signoff
-from app.signoff import LARGE_SHIFT_MM
+from app.services.signoff import LARGE_SHIFT_MM
 from app.storage import ImageStore
 
 UNKNOWN_MACHINE = "machine not recorded"

@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "fixtures"))
-
 import service_fixtures as sf
 from service_fixtures import TestClient, database_url, sqlite_url  # noqa: F401 (fixtures)
 

@@ -34,7 +34,7 @@ def test_every_api_route_answers_401_without_credentials(client: TestClient) -> 
 
 
 def test_unknown_and_revoked_api_keys_are_refused(client: TestClient) -> None:
-    from app.accounts import revoke_api_key
+    from app.services.accounts import revoke_api_key
 
     headers = sf.add_api_key(client, "console-x")
     assert client.get("/api/v1/courses", headers=headers).status_code == 200

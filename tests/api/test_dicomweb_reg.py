@@ -25,13 +25,13 @@ from pydicom.dataset import Dataset
 from service_fixtures import TestClient
 from sqlalchemy import select
 
-from app.accounts import add_user
 from app.db.models import Fraction, Job, RegistrationResult, Role, User
 from app.db.models_dicom import DicomRegExport
 from app.db.models_signoff import MEANINGS, Decision, Signoff
 from app.db.signoff_repo import add_signoff
 from app.dicom.reg_build import item_matrix, planning_to_daily_of
 from app.dicom.reg_send import Destination, RegSender
+from app.services.accounts import add_user
 from registration.couch import (
     CouchCorrection,
     correction_as_planning_to_daily,

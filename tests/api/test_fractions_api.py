@@ -109,12 +109,12 @@ def test_a_request_failing_half_way_leaves_no_rows_and_no_files(
     series: sf.Samples,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    import app.fractions
+    import app.services.fractions
 
     def broken_audit(*args: object, **kwargs: object) -> None:
         raise RuntimeError("the disk is full")
 
-    monkeypatch.setattr(app.fractions.repo, "record_audit", broken_audit)
+    monkeypatch.setattr(app.services.fractions.repo, "record_audit", broken_audit)
     client_no_raise = TestClient(client.app, raise_server_exceptions=False)
     response = post(client_no_raise, console, series.mvcts[0], series.planning)
     assert response.status_code == 500

@@ -3,12 +3,12 @@ and the isocentre rule of the fractions that follow (no registration runs here).
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Any
 
 import planning_fixtures as pf
 import pytest
+import review_data
 import service_fixtures as sf
 from service_fixtures import TestClient
 from sqlalchemy import select
@@ -16,9 +16,6 @@ from sqlalchemy import select
 from app.db.models import AuditEvent, Role
 from registration.frames import PatientPosition
 from registration.geometry import LpsPoint
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "e2e"))
-import review_data
 
 
 @pytest.fixture(scope="module")

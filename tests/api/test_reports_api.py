@@ -26,10 +26,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from service_fixtures import TestClient
 
-from app.accounts import add_user
 from app.db.models import Course, Fraction, ImageSeries, Job, RegistrationResult, Role, User
 from app.db.models_signoff import Signoff
-from app.reports import CSV_COLUMNS
+from app.services.accounts import add_user
+from app.services.reports import CSV_COLUMNS
 
 URL = "/api/v1/reports/weekly"
 WEEK = "2026-W46"  # Monday 9 to Sunday 15 November 2026

@@ -14,10 +14,10 @@ import service_fixtures as sf
 from service_fixtures import TestClient
 from sqlalchemy import select
 
-from app import ratelimit
 from app.config import Settings
 from app.db.models import AuditEvent, Role, utcnow
 from app.main import create_app
+from app.services import ratelimit
 
 PASSWORD = "correct horse"
 

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
+import review_data
 import service_fixtures as sf
 from service_fixtures import TestClient, create_app
 from sqlalchemy import select, text
@@ -25,9 +25,6 @@ from app.db.models import AuditEvent, Fraction, Role
 from app.db.models_signoff import Signoff
 from registration.couch import CouchCorrection, Dof
 from registration.frames import PatientPosition
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "e2e"))
-import review_data
 
 PASSWORD = "correct horse"
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import gzip
 import re
-import sys
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -16,6 +15,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+import review_data
 import service_fixtures as sf
 import SimpleITK as sitk
 from service_fixtures import TestClient, create_app
@@ -23,15 +23,11 @@ from sqlalchemy import select, update
 
 from app.db.models import AuditEvent, Role, User
 from app.db.models_signoff import BrowserSession, Signoff
-from app.web.settings import WebSettings
 from app.web.volumes import NO_DATA, Box, review_grid
 from registration.couch import CouchCorrection, correction_as_planning_to_daily
 from registration.dicom_series import read_ct_series
 from registration.frames import PatientPosition
 from registration.geometry import LpsPoint, RigidTransformLps
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "e2e"))
-import review_data
 
 PASSWORD = "correct horse"
 COOKIE = "mvct_guide_session"
@@ -116,7 +112,8 @@ def test_signing_in_sets_an_httponly_strict_cookie_whose_token_is_stored_only_ha
 
 
 def test_a_secure_deployment_sends_a_host_prefixed_secure_cookie(web: TestClient) -> None:
-    web.app.state.web_settings = WebSettings(cookie_secure=True)  # type: ignore[attr-defined]
+    settings = web.app.state.context.settings  # type: ignore[attr-defined]
+    web.app.state.web_settings = settings.model_copy(update={"cookie_secure": True})  # type: ignore[attr-defined]
     response = web.get("/login")
     cookie = response.headers["set-cookie"]
     assert cookie.startswith("__Host-mvct_guide_session=") and "Secure" in cookie

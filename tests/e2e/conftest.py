@@ -6,7 +6,6 @@ downloads one. Screenshots go to ``artifacts/e2e/`` (git-ignored) for people to 
 
 from __future__ import annotations
 
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -14,9 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "fixtures"))
-
 import review_data
 import service_fixtures as sf
 from e2e_support import (
@@ -32,7 +28,6 @@ from e2e_support import (
 
 from app.db.models import Role
 from app.main import create_app
-from app.web.settings import WebSettings
 
 
 @pytest.fixture(scope="session")
@@ -57,8 +52,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     series = sf.samples(tmp_path_factory.mktemp("series"))
     root = tmp_path_factory.mktemp("e2e")
     (root / "db").mkdir()
-    app = create_app(sf.make_settings(root, f"sqlite:///{root / 'db' / 'e2e.sqlite3'}"))
-    app.state.web_settings = WebSettings(worklist_poll_seconds=1)
+    url = f"sqlite:///{root / 'db' / 'e2e.sqlite3'}"
+    app = create_app(sf.make_settings(root, url, worklist_poll_seconds=1))
     port = free_port()
     uv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=uv.run, name="e2e-uvicorn", daemon=True)
@@ -69,7 +64,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
         time.sleep(0.05)
     ctx = app.state.context
     people = ((PHYSICIAN, Role.PHYSICIAN), (THERAPIST, Role.THERAPIST))
-    from app.accounts import add_user
+    from app.services.accounts import add_user
 
     with ctx.writer.begin() as session:
         for (username, full_name), role in people:

@@ -3,15 +3,11 @@
 from __future__ import annotations
 
 import socket
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "fixtures"))
-
 import review_data
 import service_fixtures as sf
 

@@ -2,17 +2,11 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "fixtures"))
-
 import service_fixtures as sf
 from service_fixtures import database_url, sqlite_url  # noqa: F401 (fixtures)
 
-from app.pool import WorkerPool
+from app.jobs.pool import WorkerPool
 
 
 @pytest.fixture(scope="session")

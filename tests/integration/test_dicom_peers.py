@@ -27,10 +27,10 @@ import service_fixtures as sf
 import uvicorn
 from pydicom import dcmread
 
-from app.accounts import create_api_key
 from app.db.models import Role
+from app.jobs.pool import WorkerPool
 from app.main import create_app
-from app.pool import WorkerPool
+from app.services.accounts import create_api_key
 
 SAMPLES = sf.PROJECT_ROOT / "sample_images"
 DICOMWEB_PLUGIN = Path("/usr/share/orthanc/plugins/libOrthancDicomWeb.so")

@@ -30,12 +30,12 @@ from pydicom import dcmread
 from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage, generate_uid
 from sqlalchemy import func, select
 
-from app.accounts import create_api_key
 from app.db.engine import make_engine, make_session_factory, make_writer_factory
 from app.db.migrate import upgrade
 from app.db.models import Role
 from app.db.models_dicom import DicomInstance
 from app.dicom.reg_build import planning_to_daily_of
+from app.services.accounts import create_api_key
 
 SAMPLES = sf.PROJECT_ROOT / "sample_images"
 AE_TITLE = "MVCTGUIDE"

@@ -3,21 +3,17 @@ structure after the couch's correction, and an uncorrected pitch on a 4-DOF cour
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
-import SimpleITK as sitk
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "fixtures"))
-
 import planning_fixtures as pf
+import pytest
 import service_fixtures as sf
+import SimpleITK as sitk
 from service_fixtures import TestClient
 
-from app.pool import WorkerPool
+from app.jobs.pool import WorkerPool
 from registration.dicom_series import read_ct_series
 from registration.dicom_write import write_ct_series
 from registration.frames import rot_x

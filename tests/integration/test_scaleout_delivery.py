@@ -24,12 +24,12 @@ import service_fixtures as sf
 from service_fixtures import TestClient
 from sqlalchemy import select, update
 
-from app import worker
 from app.db.models import AuditEvent, Job, JobStatus, utcnow
+from app.jobs import steps
+from app.jobs import task as worker
+from app.jobs.dispatch import QueueJobs
+from app.jobs.task import TaskOutcome
 from app.main import create_app
-from app.queue import steps
-from app.queue.dispatch import QueueJobs
-from app.worker import TaskOutcome
 
 
 @pytest.fixture

@@ -35,9 +35,9 @@ import service_fixtures as sf
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from app.accounts import create_api_key
 from app.db.engine import make_engine, make_session_factory, make_writer_factory
 from app.db.models import AuditEvent, Fraction, ImageSeries, Job, RegistrationResult, Role
+from app.services.accounts import create_api_key
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.broker]
 

@@ -18,7 +18,7 @@ from sqlalchemy.exc import IntegrityError
 from app.config import Settings
 from app.db import repository as repo
 from app.db.models import AuditEvent, Job, JobStatus, RegistrationResult
-from app.pool import WorkerPool
+from app.jobs.pool import WorkerPool
 from registration.couch import couch_correction_6dof
 from registration.frames import PatientPosition
 

@@ -26,10 +26,10 @@ import pytest
 import service_fixtures as sf
 from sqlalchemy import func, select
 
-from app.accounts import create_api_key
 from app.db.engine import make_engine, make_session_factory, make_writer_factory
 from app.db.migrate import upgrade
 from app.db.models import AuditEvent, Fraction, Job, RegistrationResult, Role
+from app.services.accounts import create_api_key
 
 SAMPLES = sf.PROJECT_ROOT / "sample_images"
 

@@ -30,9 +30,11 @@ angles = st.floats(min_value=-20.0, max_value=20.0, allow_nan=False)
 mm = st.floats(min_value=-50.0, max_value=50.0, allow_nan=False)
 positions = st.sampled_from(POSITIONS)
 
-# The table of DOMAIN.md, written out independently of frames.py: which LPS axis (and sign)
-# each IEC axis is, per patient position.
-DOMAIN_TABLE = {
+# Which LPS axis (and sign) each IEC 61217 table axis is, per patient position, written out
+# independently of frames.py from the two standards' definitions: DICOM LPS (PS3.3 C.7.6.2.1.1:
+# +x to the patient's left, +y posterior, +z head) and IEC 61217 table axes (+X to the right of
+# an observer at the foot of the couch facing the gantry, +Y towards the gantry, +Z up).
+POSITION_TABLE = {
     "HFS": {"lateral": (+1, 0), "longitudinal": (+1, 2), "vertical": (-1, 1)},
     "HFP": {"lateral": (-1, 0), "longitudinal": (+1, 2), "vertical": (+1, 1)},
     "FFS": {"lateral": (-1, 0), "longitudinal": (-1, 2), "vertical": (-1, 1)},
@@ -42,7 +44,7 @@ DOMAIN_TABLE = {
 
 @pytest.mark.parametrize("position", POSITIONS)
 def test_lps_to_iec_matches_the_domain_table_axis_by_axis(position: PatientPosition) -> None:
-    for axis_name, (sign, lps_axis) in DOMAIN_TABLE[position.value].items():
+    for axis_name, (sign, lps_axis) in POSITION_TABLE[position.value].items():
         v = np.zeros(3)
         v[lps_axis] = 1.0
         iec = LpsVector.from_array(v).to_iec(position)

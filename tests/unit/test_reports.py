@@ -19,10 +19,10 @@ import numpy as np
 import openpyxl
 import pytest
 
-import app.reports
-import app.reports.model
-import app.reports.tabular
-from app.reports import (
+import app.services.reports
+import app.services.reports.model
+import app.services.reports.tabular
+from app.services.reports import (
     CSV_COLUMNS,
     FractionRow,
     ReportContext,
@@ -89,7 +89,7 @@ def expected_population(shifts: dict[str, list[float]]) -> tuple[float, float, f
 
 
 def test_the_module_docstring_examples_run() -> None:
-    for module in (app.reports, app.reports.model, app.reports.tabular):
+    for module in (app.services.reports, app.services.reports.model, app.services.reports.tabular):
         assert isinstance(module, types.ModuleType)
         failures, tried = doctest.testmod(module)
         assert tried > 0 and failures == 0, module.__name__

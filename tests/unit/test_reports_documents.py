@@ -14,7 +14,7 @@ import numpy as np
 import pypdf
 import pytest
 
-from app.reports import (
+from app.services.reports import (
     FractionRow,
     Report,
     ReportContext,
@@ -234,11 +234,12 @@ def test_time_series_beyond_the_cap_are_left_out_and_the_caption_says_so(many: R
 
 def test_rendering_uses_neither_pyplot_nor_the_global_backend() -> None:
     script = (
-        "import sys, matplotlib, app.reports\n"
+        "import sys, matplotlib, app.services.reports\n"
         "assert 'matplotlib.figure' not in sys.modules, 'matplotlib imported eagerly'\n"
         "backend = dict.__getitem__(matplotlib.rcParams, 'backend')  # unresolved, as set\n"
         "from test_reports_documents import CONTEXT, FEW_LATERAL_MM, rows_of\n"
-        "app.reports.to_pdf(app.reports.build_report(rows_of(FEW_LATERAL_MM), CONTEXT))\n"
+        "reports = app.services.reports\n"
+        "reports.to_pdf(reports.build_report(rows_of(FEW_LATERAL_MM), CONTEXT))\n"
         "assert 'matplotlib.pyplot' not in sys.modules, 'pyplot imported'\n"
         "assert dict.__getitem__(matplotlib.rcParams, 'backend') == backend, 'backend set'\n"
     )

@@ -1,0 +1,172 @@
+"""What runs inside a registration worker process (never in the web process).
+
+A worker imports ``registration.rigid`` (and with it ITK, ~8 s) once when it starts, and keeps an
+LRU of prepared planning images keyed by the planning series content hash, so a fraction whose
+planning CT was seen before only pays for reading and registering its MVCT.
+
+Tasks and outcomes are plain picklable data; exceptions never cross the process boundary.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import traceback
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+OutcomeKind = Literal["ok", "input_error", "registration_failed", "error"]
+
+
+@dataclass(frozen=True)
+class RegistrationTask:
+    job_id: int
+    planning_sha256: str
+    planning_files: tuple[str, ...]
+    mvct_files: tuple[str, ...]
+    isocenter_lps_mm: tuple[float, float, float] | None
+    dof: int
+    mode: str
+    #: the course's RT Structure Set file and where its rasterised masks are cached
+    rtstruct_file: str | None = None
+    structures_cache: str | None = None
+    #: the residual warning rules' course settings (mm; serial organ name parts)
+    ptv_margin_mm: float = 3.0
+    prv_margin_mm: float = 3.0
+    serial_oar_names: tuple[str, ...] = ()
+    #: warnings of the planning package (isocentre choice), added to the result's
+    planning_warnings: tuple[str, ...] = ()
+    #: why the result may not be trusted whatever the engine says (isocentre at the MVCT centre)
+    untrusted_reasons: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class TaskOutcome:
+    kind: OutcomeKind
+    result: dict[str, Any] | None = None
+    residuals: tuple[dict[str, Any], ...] = ()
+    message: str = ""
+    planning_cache_hit: bool = False
+    cached_plannings: tuple[str, ...] = ()
+    seconds: float = 0.0
+    pid: int = field(default_factory=os.getpid)
+
+
+_prepared: OrderedDict[str, Any] = OrderedDict()
+_cache_size = 4
+
+
+def initialize(planning_cache_size: int) -> None:
+    """Process initializer: pay for the heavy imports once, before the first task."""
+    global _cache_size
+    _cache_size = planning_cache_size
+    import registration.dicom_series
+    import registration.rigid  # noqa: F401
+    from registration.elastix_run import warm_up as load_itk_and_elastix
+
+    load_itk_and_elastix()
+
+
+def warm_up() -> int:
+    """A tiny no-op through the engine's code path; returns the worker's pid."""
+    import numpy as np
+    import SimpleITK as sitk
+
+    image = sitk.GetImageFromArray(np.zeros((4, 4, 4), dtype=np.float32))
+    sitk.Cast(image, sitk.sitkFloat32)
+    return os.getpid()
+
+
+def run_registration(task: RegistrationTask) -> TaskOutcome:
+    from registration.couch import Dof
+    from registration.dicom_series import read_ct_series
+    from registration.errors import InputError, RegistrationFailedError
+    from registration.geometry import LpsPoint
+    from registration.result import Mode, RegistrationOptions
+    from registration.rigid import prepare_planning, register
+
+    started = time.perf_counter()
+    hit = False
+    try:
+        prepared = _prepared.get(task.planning_sha256)
+        if prepared is not None:
+            _prepared.move_to_end(task.planning_sha256)
+            hit = True
+        else:
+            planning = read_ct_series([_existing(p) for p in task.planning_files])
+            prepared = prepare_planning(planning)
+            _prepared[task.planning_sha256] = prepared
+            while len(_prepared) > _cache_size:
+                _prepared.popitem(last=False)
+        daily = read_ct_series([_existing(p) for p in task.mvct_files])
+        iso = task.isocenter_lps_mm
+        options = RegistrationOptions(
+            isocenter=None if iso is None else LpsPoint(*iso),
+            dof=Dof(task.dof),
+            mode=Mode(task.mode),
+        )
+        result = register(prepared, daily, options)
+        result, residuals = _assess(task, prepared.volume.image, result)
+        return _outcome("ok", hit, started, result=result.to_dict(), residuals=residuals)
+    except InputError as exc:
+        return _outcome("input_error", hit, started, message=str(exc))
+    except RegistrationFailedError as exc:
+        return _outcome("registration_failed", hit, started, message=str(exc))
+    except Exception as exc:  # an engine fault: reported, never crashes the worker
+        detail = "".join(traceback.format_exception_only(type(exc), exc)).strip()
+        return _outcome("error", hit, started, message=detail)
+
+
+def _assess(task: RegistrationTask, planning: Any, result: Any) -> tuple[Any, tuple[Any, ...]]:
+    """The residuals of the couch's correction; the planning warnings and reasons added."""
+    from pathlib import Path
+
+    from app.jobs import planning_cache
+    from app.jobs import residuals as residual_report
+    from registration.residuals import ResidualPolicy
+    from registration.rtstruct import read_structure_set
+
+    cache_path = None if task.structures_cache is None else Path(task.structures_cache)
+    cached = None
+    if task.rtstruct_file is not None:
+        cached = residual_report.load_cached(cache_path)
+        if cached is None:
+            cached = planning_cache.build(
+                read_structure_set(_existing(task.rtstruct_file)), planning
+            )
+            if cache_path is not None:
+                planning_cache.save(cache_path, cached)
+    surfaces = residual_report.structure_surfaces(cache_path, cached)
+    policy = ResidualPolicy(task.ptv_margin_mm, task.prv_margin_mm, task.serial_oar_names)
+    assessment = residual_report.assess(result, result.couch_correction, surfaces, policy)
+    result = residual_report.judged(
+        result, assessment, task.planning_warnings, task.untrusted_reasons
+    )
+    return result, tuple(assessment.residuals)
+
+
+def _existing(path: str) -> str:
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"stored image file {path} is missing from the data directory")
+    return path
+
+
+def _outcome(
+    kind: OutcomeKind,
+    hit: bool,
+    started: float,
+    *,
+    result: dict[str, Any] | None = None,
+    residuals: tuple[dict[str, Any], ...] = (),
+    message: str = "",
+) -> TaskOutcome:
+    return TaskOutcome(
+        kind=kind,
+        result=result,
+        residuals=residuals,
+        message=message,
+        planning_cache_hit=hit,
+        cached_plannings=tuple(_prepared.keys()),
+        seconds=time.perf_counter() - started,
+    )

@@ -1,0 +1,1 @@
+"""Public views (pydantic) shared by the JSON API and the review pages' JSON answers."""
