@@ -64,6 +64,18 @@ def add_commands(sub: Any) -> None:
         "--rtplan", type=Path, help="the RT Plan: its isocentre is used unless --isocenter"
     )
     reg.add_argument(
+        "--match-structure",
+        metavar="NAME",
+        help="register on this structure of --rtstruct (a ROI name, or PTV: every PTV-type ROI) "
+        "plus --match-margin-mm, in the planning frame",
+    )
+    reg.add_argument(
+        "--match-margin-mm",
+        type=float,
+        default=15.0,
+        help="margin around --match-structure, mm (default 15)",
+    )
+    reg.add_argument(
         "--ptv-margin-mm",
         type=float,
         default=3.0,
@@ -131,6 +143,7 @@ def _register(args: argparse.Namespace) -> tuple[Any, list[dict[str, Any]]]:
     from registration.geometry import LpsPoint
     from registration.result import Mode, RegistrationOptions, SphereRoi
     from registration.rigid import register
+    from registration.rt_raster import planning_region_mask
 
     _require_exists(args.planning, "planning CT")
     _require_exists(args.mvct, "MVCT")
@@ -147,8 +160,22 @@ def _register(args: argparse.Namespace) -> tuple[Any, list[dict[str, Any]]]:
         if args.roi_radius_mm <= 0:
             raise ValueError(f"--roi-radius-mm must be positive, not {args.roi_radius_mm}")
         roi = SphereRoi(package.isocenter, args.roi_radius_mm)
+    region = None
+    if args.match_structure:
+        if package.structure_set is None:
+            raise ValueError("--match-structure needs --rtstruct (the structure is read there)")
+        region = planning_region_mask(
+            package.structure_set,
+            args.match_structure,
+            planning.image,
+            match_margin_mm=args.match_margin_mm,
+        )
     options = RegistrationOptions(
-        isocenter=package.isocenter, dof=Dof(args.dof), mode=Mode(args.mode), roi=roi
+        isocenter=package.isocenter,
+        dof=Dof(args.dof),
+        mode=Mode(args.mode),
+        roi=roi,
+        planning_region=region,
     )
     return package.judge(register(planning, daily, options))
 

@@ -140,6 +140,8 @@ def task_for(session: Session, store: ImageStore, job_id: int) -> RegistrationTa
         serial_oar_names=course.serial_oar_name_parts,
         planning_warnings=() if mvct_centre else warnings,
         untrusted_reasons=warnings if mvct_centre else (),
+        match_structure=course.match_structure,
+        match_margin_mm=course.match_margin_mm,
     )
 
 

@@ -39,6 +39,9 @@ class RegistrationTask:
     planning_warnings: tuple[str, ...] = ()
     #: why the result may not be trusted whatever the engine says (isocentre at the MVCT centre)
     untrusted_reasons: tuple[str, ...] = ()
+    #: the course's match structure (a ROI name, or PTV) and margin: the planning region
+    match_structure: str | None = None
+    match_margin_mm: float = 15.0
 
 
 @dataclass(frozen=True)
@@ -55,6 +58,8 @@ class TaskOutcome:
 
 _prepared: OrderedDict[str, Any] = OrderedDict()
 _cache_size = 4
+#: match regions (sitk.Image masks), beside the prepared planning CTs they belong to
+_regions: OrderedDict[tuple[str, str, str, float], Any] = OrderedDict()
 
 
 def initialize(planning_cache_size: int) -> None:
@@ -105,6 +110,7 @@ def run_registration(task: RegistrationTask) -> TaskOutcome:
             isocenter=None if iso is None else LpsPoint(*iso),
             dof=Dof(task.dof),
             mode=Mode(task.mode),
+            planning_region=_planning_region(task, prepared.volume.image),
         )
         result = register(prepared, daily, options)
         result, residuals = _assess(task, prepared.volume.image, result)
@@ -116,6 +122,34 @@ def run_registration(task: RegistrationTask) -> TaskOutcome:
     except Exception as exc:  # an engine fault: reported, never crashes the worker
         detail = "".join(traceback.format_exception_only(type(exc), exc)).strip()
         return _outcome("error", hit, started, message=detail)
+
+
+def _planning_region(task: RegistrationTask, planning: Any) -> Any:
+    """The course's match region on the planning grid (made once per course and setting)."""
+    from registration.errors import PlanningPackageError
+    from registration.rt_raster import planning_region_mask
+    from registration.rtstruct import read_structure_set
+
+    if not task.match_structure:
+        return None
+    if task.rtstruct_file is None:
+        raise PlanningPackageError(
+            f"the course registers on match_structure {task.match_structure!r} but has no RT "
+            "Structure Set: send it (PUT /api/v1/courses/{id}/rtstruct) or clear match_structure"
+        )
+    key = (task.planning_sha256, task.rtstruct_file, task.match_structure, task.match_margin_mm)
+    region = _regions.get(key)
+    if region is None:
+        structure_set = read_structure_set(_existing(task.rtstruct_file))
+        region = planning_region_mask(
+            structure_set, task.match_structure, planning, match_margin_mm=task.match_margin_mm
+        )
+        _regions[key] = region
+        while len(_regions) > 2 * _cache_size:
+            _regions.popitem(last=False)
+    else:
+        _regions.move_to_end(key)
+    return region
 
 
 def _assess(task: RegistrationTask, planning: Any, result: Any) -> tuple[Any, tuple[Any, ...]]:

@@ -13,10 +13,12 @@ import service_fixtures as sf
 import SimpleITK as sitk
 from service_fixtures import TestClient
 
+from app.db.models import Role
 from app.jobs.pool import WorkerPool
+from registration.couch import couch_correction_6dof
 from registration.dicom_series import read_ct_series
 from registration.dicom_write import write_ct_series
-from registration.frames import rot_x
+from registration.frames import PatientPosition, rot_x
 from registration.simulate import MvctSimulationOptions, rigid_about, simulate_mvct
 
 PITCH_DEG = 6.0
@@ -103,3 +105,32 @@ def test_a_six_dof_correction_leaves_nothing_and_an_uncorrected_pitch_on_four_do
     assert ptv["p95_mm"] <= ptv["max_mm"]
     assert four["trusted"] is False
     assert any("uncorrected pitch" in w and "PTV edge" in w for w in four["warnings"]), four
+
+
+@pytest.mark.slow
+def test_a_course_matching_on_its_ptv_registers_and_an_unknown_structure_is_refused_in_words(
+    client: TestClient, series: sf.Samples, package: pf.PlanningPackage
+) -> None:
+    console = sf.add_api_key(client, "console-1")
+    course_id = new_course(client, console, series)
+    sf.add_person(client, "phys", Role.PHYSICIST)
+    auth = ("phys", "correct horse")
+    patched = client.patch(
+        f"/api/v1/courses/{course_id}", auth=auth, json={"match_structure": "PTV"}
+    )
+    assert patched.status_code == 200, patched.text
+    matched = register(client, console, course_id, series.mvcts[1], 6)
+    expected = couch_correction_6dof(series.motions[1], series.isocenter, PatientPosition.HFS)
+    for axis in ("lateral_mm", "longitudinal_mm", "vertical_mm"):
+        assert matched["couch_correction"][axis] == pytest.approx(
+            getattr(expected, axis), abs=1.0
+        ), axis
+    client.patch(f"/api/v1/courses/{course_id}", auth=auth, json={"match_structure": "Liver"})
+    refused = client.post(
+        "/api/v1/fractions",
+        headers=console,
+        data={"patient_id": sf.PATIENT_ID, "course_id": str(course_id)},
+        files=sf.upload("mvct", series.mvcts[2]),
+    )
+    assert refused.status_code == 422, refused.text
+    assert "Liver" in refused.json()["detail"]
