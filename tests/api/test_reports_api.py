@@ -395,7 +395,14 @@ def test_the_xlsx_export_opens_with_its_sheets(data: TestClient) -> None:
         in (response.headers["content-disposition"])
     )
     workbook = openpyxl.load_workbook(io.BytesIO(response.content))
-    assert workbook.sheetnames == ["Fractions", "Patients", "Population", "Warnings", "About"]
+    assert workbook.sheetnames == [
+        "Fractions",
+        "Patients",
+        "Population",
+        "Residuals",
+        "Warnings",
+        "About",
+    ]
     assert workbook["Fractions"].max_row == 1 + 7  # PC is prostate
 
 

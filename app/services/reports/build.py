@@ -19,6 +19,7 @@ from collections.abc import Iterable, Sequence
 
 from app.services.reports.errors import ReportInputError
 from app.services.reports.model import AWAITING, REJECTED, FractionRow, Report, ReportContext
+from app.services.reports.residuals import summarise_residuals
 from registration.errors import InputError
 from registration.stats import (
     DEFAULT_BOOTSTRAP_RESAMPLES,
@@ -194,4 +195,7 @@ def build_report(
         vectors_mm=tuple(_vector_mm(row) for row in ordered),
         statistics=statistics,
         notes=tuple(notes),
+        residuals=summarise_residuals(
+            [(r.patient_id, r.residuals) for r in ordered if r.counts_in_statistics]
+        ),
     )

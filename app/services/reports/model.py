@@ -14,10 +14,11 @@ from __future__ import annotations
 import datetime
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Final
 
 from app.services.reports.errors import ReportInputError
+from app.services.reports.residuals import ResidualSummary, StructureResidualRow
 from registration.stats import (
     DEFAULT_MARGIN_IN_USE_MM,
     DEFAULT_SHIFT_SOURCE,
@@ -89,6 +90,8 @@ class FractionRow:
     signed_at: datetime.datetime | None
     #: a later image of a fraction number whose earlier image already counts (listed only)
     repeat_image: bool = False
+    #: per structure, what was left after the couch's correction (empty without a result's)
+    residuals: tuple[StructureResidualRow, ...] = ()
 
     def __post_init__(self) -> None:
         where = f"(patient {self.patient_id!r}, fraction {self.fraction_number})"
@@ -259,6 +262,7 @@ class Report:
     vectors_mm: tuple[float | None, ...]
     statistics: ShiftStatistics
     notes: tuple[str, ...] = ()
+    residuals: ResidualSummary = field(default_factory=ResidualSummary)
 
     @property
     def is_empty(self) -> bool:
