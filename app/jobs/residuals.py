@@ -121,7 +121,10 @@ def residual_table(residuals: list[dict[str, Any]]) -> list[str]:
     if not residuals:
         return []
     width = max(12, *(len(str(r["structure"])) for r in residuals))
-    lines = [f"Residual after the couch's correction (mm):  {'':{width - 12}}     max     p95"]
+    lines = [
+        "Left at the structures after the couch's correction (mm):",
+        f"  {'structure':<{width}}  {'type':<16} {'max':>7} {'p95':>7}",
+    ]
     lines += [
         f"  {r['structure']:<{width}}  {r['type']:<16} {r['max_mm']:7.2f} {r['p95_mm']:7.2f}"
         for r in residuals
