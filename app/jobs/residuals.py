@@ -60,6 +60,16 @@ def structure_surfaces(
     return surfaces
 
 
+def known_surfaces(cache_path: Path | None) -> tuple[StructureSurface, ...] | None:
+    """The surfaces of ``cache_path`` when this process computed them already, else None."""
+    if cache_path is None:
+        return ()
+    if cache_path in _surfaces:
+        _surfaces.move_to_end(cache_path)
+        return _surfaces[cache_path]
+    return None
+
+
 def with_isocenter_sphere(
     surfaces: tuple[StructureSurface, ...], isocenter: LpsPoint
 ) -> tuple[StructureSurface, ...]:
