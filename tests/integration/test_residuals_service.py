@@ -134,3 +134,22 @@ def test_a_course_matching_on_its_ptv_registers_and_an_unknown_structure_is_refu
     )
     assert refused.status_code == 422, refused.text
     assert "Liver" in refused.json()["detail"]
+
+
+@pytest.mark.slow
+def test_a_fraction_registered_at_the_mvct_centre_is_never_trusted_and_says_why(
+    client: TestClient, series: sf.Samples
+) -> None:
+    console = sf.add_api_key(client, "console-1")
+    response = client.post(
+        "/api/v1/fractions",
+        headers=console,
+        data={"patient_id": sf.PATIENT_ID},
+        files=sf.upload("mvct", series.mvcts[3]) + sf.upload("planning", series.planning),
+    )
+    assert response.status_code == 201, response.text
+    body = response.json()
+    assert body["isocenter_source"] == "mvct_centre"
+    assert body["trusted"] is False
+    assert any("evaluated at the MVCT centre" in w for w in body["warnings"]), body["warnings"]
+    assert [r["type"] for r in body["residuals"]] == ["ISOCENTRE_SPHERE"]
