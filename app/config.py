@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -59,6 +60,11 @@ class Settings(BaseSettings):
     sign_in_window_s: float = Field(default=900.0, gt=0)
     #: Strict-Transport-Security max-age in seconds; 0: not sent (set it only behind HTTPS)
     hsts_max_age_s: int = Field(default=0, ge=0)
+    #: reverse proxies whose ``X-Forwarded-For`` names the client (comma-separated addresses or
+    #: networks, e.g. ``10.0.0.5,10.1.0.0/16``); empty: the header is ignored (app/proxies.py)
+    trusted_proxies: str = ""
+    #: serve ``/docs``, ``/redoc`` and ``/openapi.json`` without authentication (the demo does)
+    public_docs: bool = False
 
     # --- DICOM networking (README "DICOM"; app/dicom/) ------------------------------------------
     #: TCP port of the C-STORE SCP started with the service; 0: no SCP (``serve --dicom-port``)
@@ -66,7 +72,8 @@ class Settings(BaseSettings):
     #: address the SCP listens on (``serve --dicom-host``)
     dicom_host: str = "127.0.0.1"
     dicom_ae_title: str = Field(default="MVCTGUIDE", min_length=1, max_length=16)
-    #: calling AE titles allowed to associate, comma-separated; empty: any
+    #: calling AE titles allowed to associate, comma-separated, besides the MVCT and planning CT
+    #: senders below; an AE title configured nowhere is refused (none configured: every one is)
     dicom_allowed_aes: str = ""
     #: refuse associations whose called AE title is not ``dicom_ae_title``
     dicom_check_called_ae: bool = True
@@ -77,24 +84,54 @@ class Settings(BaseSettings):
     dicom_planning_aes: str = ""
     dicom_mvct_pattern: str = "CTrue Image Set"
     dicom_planning_pattern: str = ""
-    dicom_unmatched_series: Literal["longest", "planning", "mvct", "ignore"] = "longest"
+    #: a series no rule identifies: held for a physicist (``unassigned``, GET
+    #: /api/v1/dicom/unassigned), taken as an MVCT, or ignored; never a planning CT by itself
+    dicom_unmatched_series: Literal["unassigned", "mvct", "ignore"] = "unassigned"
     #: a received series is complete when its association has ended and no instance came for this
     dicom_quiet_s: float = Field(default=5.0, ge=0, le=3600)
     #: after sign-off, C-STORE the REG to ``AET@host:port``; empty: off
     dicom_reg_destination: str = ""
+    #: limits of the receivers (app/dicom/quota.py), refused with Out of Resources (0xA700): one
+    #: data set; the inbox backlog (received, not yet used); free disk left for the inbox and DB
+    dicom_max_dataset_mb: float = Field(default=64.0, gt=0)
+    dicom_inbox_quota_mb: float = Field(default=20_480.0, gt=0)
+    dicom_min_free_mb: float = Field(default=2_048.0, ge=0)
+
+    @field_validator("dicom_unmatched_series", mode="before")
+    @classmethod
+    def _no_planning_ct_by_default(cls, value: object) -> object:
+        if value in ("longest", "planning"):
+            raise ValueError(
+                f"MVCT_GUIDE_DICOM_UNMATCHED_SERIES={value} is no longer accepted: a series no "
+                "rule identifies is never made a planning CT (a longer diagnostic CT became a "
+                "course that way). Name the planning CT senders in MVCT_GUIDE_DICOM_PLANNING_AES"
+                " or MVCT_GUIDE_DICOM_PLANNING_PATTERN; use unassigned, mvct or ignore"
+            )
+        return value
 
     # --- review pages (app/web/) ------------------------------------------------------------------
     #: a browser session unused for this long is closed (sign in again)
     session_idle_minutes: float = Field(default=15.0, gt=0, le=24 * 60)
     #: a session is closed this long after sign-in, however busy
     session_max_hours: float = Field(default=12.0, gt=0, le=7 * 24)
-    #: send the session cookie only over HTTPS (set true behind TLS; the cookie is then
-    #: ``__Host-`` prefixed)
-    cookie_secure: bool = False
+    #: send the session cookie only over HTTPS (``Secure``, ``__Host-`` prefixed). Set it false
+    #: only to serve plain HTTP on localhost (the demo does; ``serve`` refuses other addresses)
+    cookie_secure: bool = True
     #: how often the worklist asks for changes
     worklist_poll_seconds: float = Field(default=5.0, ge=1, le=300)
     #: review volumes kept on disk (newest first)
     review_cache_fractions: int = Field(default=64, ge=1, le=10_000)
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxies_are_addresses(cls, value: str) -> str:
+        for entry in (part.strip() for part in value.split(",")):
+            if entry:
+                try:
+                    ipaddress.ip_network(entry, strict=False)
+                except ValueError:
+                    raise ValueError(f"{entry!r} is not an address or network") from None
+        return value
 
     @model_validator(mode="after")
     def _queue_needs_a_broker(self) -> Settings:
@@ -143,3 +180,31 @@ class Settings(BaseSettings):
     @property
     def cookie_name(self) -> str:
         return "__Host-mvct_guide_session" if self.cookie_secure else "mvct_guide_session"
+
+    @property
+    def login_cookie_name(self) -> str:
+        """The sign-in form's cookie (app/web/pre_session.py)."""
+        return "__Host-mvct_guide_login" if self.cookie_secure else "mvct_guide_login"
+
+
+def plain_http_refusal(settings: Settings, host: str) -> str | None:
+    """Why serving on ``host`` with these settings is refused, or None.
+
+    Cookies without ``Secure`` are only for plain HTTP on this machine (loopback): anywhere else
+    the session cookie would cross the network in clear.
+    """
+    if settings.cookie_secure or is_loopback(host):
+        return None
+    return (
+        f"MVCT_GUIDE_COOKIE_SECURE=false sends session cookies over plain HTTP: allowed only on "
+        f"localhost, not on --host {host}; serve HTTPS (behind a TLS proxy) and leave it true"
+    )
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False

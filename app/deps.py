@@ -13,6 +13,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 from sqlalchemy.orm import Session
 
+from app import proxies
 from app.context import ServiceContext
 
 MAX_ID = 2**31 - 1  # the largest id a 32-bit INTEGER column holds
@@ -35,5 +36,6 @@ SessionDep = Annotated[Session, Depends(get_session)]
 
 
 def client_address(request: Request) -> str:
-    """The client's address (the real one behind a proxy uvicorn trusts: --forwarded-allow-ips)."""
-    return request.client.host if request.client is not None else "unknown"
+    """The client's address (``X-Forwarded-For`` only from MVCT_GUIDE_TRUSTED_PROXIES)."""
+    ctx: ServiceContext = request.app.state.context
+    return proxies.client_address(request, ctx.settings.trusted_proxies)

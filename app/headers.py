@@ -3,9 +3,8 @@
 * ``Content-Security-Policy``: only this origin's scripts (no inline script), styles from this
   origin (inline ``style`` attributes allowed: plots and reports use them), images from this
   origin or ``data:``, no plugins, no framing (``frame-ancestors 'none'``), forms post only here.
-  A route that sets its own policy keeps it. The interactive API docs (``/docs``, ``/redoc``)
-  load Swagger UI / ReDoc from their CDN with an inline bootstrap script, so they get a policy
-  that allows exactly that.
+  A route that sets its own policy keeps it: the API docs (app/api/docs.py) allow their one
+  inline bootstrap script by its hash, and load Swagger UI / ReDoc from this origin only.
 * ``X-Content-Type-Options: nosniff``, ``X-Frame-Options: DENY`` (for browsers without
   ``frame-ancestors``), ``Referrer-Policy: no-referrer`` (review URLs name patients' fractions),
   ``Cross-Origin-Opener-Policy: same-origin``, ``Permissions-Policy`` switching off sensors.
@@ -22,14 +21,6 @@ CSP = (
     "img-src 'self' data:; font-src 'self'; connect-src 'self'; object-src 'none'; "
     "base-uri 'self'; form-action 'self'; frame-ancestors 'none'"
 )
-DOCS_CSP = (
-    "default-src 'self'; script-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; "
-    "style-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net https://fonts.googleapis.com; "
-    "img-src 'self' data: https://fastapi.tiangolo.com https://cdn.redoc.ly; "
-    "font-src 'self' https://fonts.gstatic.com; worker-src 'self' blob:; object-src 'none'; "
-    "base-uri 'self'; frame-ancestors 'none'"
-)
-DOCS_PATHS = ("/docs", "/redoc")
 
 
 class SecurityHeadersMiddleware:
@@ -50,8 +41,7 @@ class SecurityHeadersMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        path: str = scope.get("path", "")
-        policy = DOCS_CSP if path.startswith(DOCS_PATHS) else CSP
+        policy = CSP
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":

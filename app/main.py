@@ -14,8 +14,11 @@ from fastapi.concurrency import run_in_threadpool
 
 from app import lifecycle, web
 from app.api import (
+    anatomy_qa,
     courses,
+    dicom_unassigned,
     dicomweb,
+    docs,
     fractions,
     health,
     patients,
@@ -59,6 +62,9 @@ def create_app(settings: Settings | None = None, *, pool: WorkerPool | None = No
         version=_version(),
         description=API_DESCRIPTION,
         lifespan=lifespan,
+        docs_url=None,  # app/api/docs.py: not public unless MVCT_GUIDE_PUBLIC_DOCS, no CDN
+        redoc_url=None,
+        openapi_url=None,
     )
     app.state.context = ctx
     app.state.dicom = dicom
@@ -74,6 +80,9 @@ def create_app(settings: Settings | None = None, *, pool: WorkerPool | None = No
     app.include_router(signoff.router)
     app.include_router(registration_dcm.router)
     app.include_router(dicomweb.router)
+    app.include_router(anatomy_qa.router)
+    app.include_router(dicom_unassigned.router)
+    docs.install(app, public=settings.public_docs)
     web.install(app, settings)
     return app
 

@@ -4,9 +4,12 @@
 role          may
 ============  ====================================================================
 console       read; post planning CTs and MVCTs; create courses
-therapist     read; use the review pages (worklist, review, no signing)
-physician     read; create and change courses; use the review pages; sign off
-physicist     read; create and change courses; use the review pages; reports
+therapist     read; use the review pages (worklist, review, no signing); enter a QA offset
+physician     read; create and change courses; use the review pages; sign off; acknowledge
+              an anatomy-change alert
+physicist     read; create and change courses; use the review pages; reports; daily QA
+              (QA courses, offsets, acknowledging a failed QA scan, the monthly export);
+              decide what a held (unassigned) DICOM series is
 admin         reports (users and API keys are managed from the command line)
 ============  ====================================================================
 
@@ -31,11 +34,16 @@ class Action(StrEnum):
     USE_PAGES = "use_pages"  #: sign in to the review pages
     SIGN_OFF = "sign_off"  #: approve, adjust or reject a fraction's correction
     READ_REPORTS = "read_reports"  #: weekly set-up error reports
+    ACKNOWLEDGE_ANATOMY = "acknowledge_anatomy"  #: read an anatomy-change alert, with a note
+    ENTER_QA_OFFSET = "enter_qa_offset"  #: the couch offset applied to the QA phantom
+    MANAGE_QA = "manage_qa"  #: QA courses, acknowledging a failed QA scan, the monthly export
+    #: list the received DICOM series no rule identified; assign each, or discard it
+    ASSIGN_DICOM_SERIES = "assign_dicom_series"
 
 
 ALLOWED: Mapping[Role, frozenset[Action]] = {
     Role.CONSOLE: frozenset({Action.READ, Action.POST_IMAGES, Action.CREATE_COURSE}),
-    Role.THERAPIST: frozenset({Action.READ, Action.USE_PAGES}),
+    Role.THERAPIST: frozenset({Action.READ, Action.USE_PAGES, Action.ENTER_QA_OFFSET}),
     Role.PHYSICIAN: frozenset(
         {
             Action.READ,
@@ -43,6 +51,7 @@ ALLOWED: Mapping[Role, frozenset[Action]] = {
             Action.CHANGE_COURSE,
             Action.USE_PAGES,
             Action.SIGN_OFF,
+            Action.ACKNOWLEDGE_ANATOMY,
         }
     ),
     Role.PHYSICIST: frozenset(
@@ -52,6 +61,9 @@ ALLOWED: Mapping[Role, frozenset[Action]] = {
             Action.CHANGE_COURSE,
             Action.USE_PAGES,
             Action.READ_REPORTS,
+            Action.ENTER_QA_OFFSET,
+            Action.MANAGE_QA,
+            Action.ASSIGN_DICOM_SERIES,
         }
     ),
     Role.ADMIN: frozenset({Action.READ_REPORTS}),

@@ -6,6 +6,7 @@ because the service shows these words unchanged to a therapist at the console.
     RegistrationError                 base of everything raised on purpose by this package
     ├── InputError                    images or options unusable (exit 2, HTTP 4xx)
     │   ├── DicomSeriesError          a DICOM series is incomplete, mixed, tilted, compressed, ...
+    │   │   └── ArchiveTooLargeError  a .zip member or archive beyond the size or ratio limits
     │   ├── SeriesSelectionError      several CT series were given and none was named
     │   ├── UnsupportedPositionError  a Patient Position other than HFS, HFP, FFS, FFP
     │   └── PlanningPackageError      an RT Structure Set / RT Plan unusable with this CT
@@ -28,6 +29,10 @@ class InputError(RegistrationError, ValueError):
 
 class DicomSeriesError(InputError):
     """A DICOM CT series cannot be turned into a volume safely."""
+
+
+class ArchiveTooLargeError(DicomSeriesError):
+    """A .zip archive would expand beyond a limit (member size, compression ratio or total)."""
 
 
 class SeriesSelectionError(InputError):

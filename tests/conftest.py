@@ -15,6 +15,10 @@ import sys
 
 import pytest
 
+# The tests talk plain HTTP to http://testserver and 127.0.0.1: say so explicitly (the default is
+# Secure cookies; tests that check the default unset this).
+os.environ.setdefault("MVCT_GUIDE_COOKIE_SECURE", "false")
+
 _EXIT_STATUS_KEY = pytest.StashKey[int]()
 
 

@@ -35,8 +35,10 @@ STOW-RS (DICOM PS3.18 §10.5). Body: `multipart/related; type="application/dicom
 one DICOM file per part; CT Image Storage only. Answer: `application/dicom+json` with
 ReferencedSOPSequence and FailedSOPSequence (Failure Reason 0xC000 unreadable, 0x0122 not CT
 Image Storage, 0xA900 not CT or another study, 0xC122 transfer syntax without a decoder, 0xA700
-not written). Complete series become courses (planning CT) and fractions (MVCT) after a quiet
-time, as if posted to `/api/v1/fractions`.
+not written: larger than MVCT_GUIDE_DICOM_MAX_DATASET_MB, inbox backlog beyond
+MVCT_GUIDE_DICOM_INBOX_QUOTA_MB, or less than MVCT_GUIDE_DICOM_MIN_FREE_MB free disk). Complete
+series become courses (planning CT) and fractions (MVCT) after a quiet time, as if posted to
+`/api/v1/fractions`; a series no rule identifies is held for a physicist.
 """
 
 StudyUid = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[0-9]+(\.[0-9]+)*$")]
@@ -72,7 +74,7 @@ async def _store(request: Request, sender: str, study: str | None) -> Response:
     key = object()
     dicom.in_flight.begin(key)
     try:
-        parts = await read_parts(request.stream(), boundary, dicom.inbox)
+        parts = await read_parts(request.stream(), boundary, dicom.inbox, dicom.quota)
         received = Received(source="stow-rs", sender=sender, expected_study_uid=study)
         outcomes = await run_in_threadpool(
             store_parts,
@@ -81,6 +83,7 @@ async def _store(request: Request, sender: str, study: str | None) -> Response:
             dicom.ctx.writer,
             received,
             lambda uid: dicom.in_flight.add(key, uid),
+            dicom.quota,
         )
     finally:
         dicom.in_flight.end(key)

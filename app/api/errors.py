@@ -20,7 +20,9 @@ def install(app: FastAPI) -> None:
 
 
 async def _service_error(_: Request, exc: ServiceError) -> JSONResponse:
-    return JSONResponse({"detail": exc.detail}, status_code=exc.status_code)
+    retry_after = getattr(exc, "retry_after_s", None)  # 429 of the sign-in rate limit
+    headers = None if retry_after is None else {"Retry-After": str(retry_after)}
+    return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=headers)
 
 
 async def _input_error(_: Request, exc: InputError) -> JSONResponse:

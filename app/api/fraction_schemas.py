@@ -10,6 +10,8 @@ from pydantic import BaseModel, Field
 from app.db.models import Fraction
 from app.schemas.common import CouchCorrectionOut
 from app.schemas.signoff import SignoffPublic
+from app.services.anatomy import ALERT_WARNING, AnatomyEntry
+from app.services.daily_qa import QaDay
 
 FractionStatus = Literal["queued", "running", "done", "failed"]
 
@@ -90,6 +92,22 @@ class FractionPublic(BaseModel):
         description="the current physician signature (latest; None until signed)",
     )
     sign_off: SignOffOut | None = Field(default=None, description="deprecated: use signoff")
+    anatomy: dict[str, Any] | None = Field(
+        default=None,
+        description="how the anatomy changed since planning, measured after the rigid match: "
+        "{figures (mm, %; negative = inward/smaller: weight loss), alert {alert, reasons, "
+        "messages}, warning ('anatomy changed: consider re-planning' or null), acknowledged}; "
+        "null until measured. The alert never changes 'trusted'.",
+    )
+    anatomy_note: str | None = Field(
+        default=None, description="why the anatomy could not be measured on this fraction"
+    )
+    qa: dict[str, Any] | None = Field(
+        default=None,
+        description="a QA phantom scan's verdict: the correction found against the one expected "
+        "from qa_expected_offset (the couch offset APPLIED to the phantom, IEC mm/deg), per "
+        "axis, and the image figures against the baseline; null for a patient fraction",
+    )
 
 
 class ShiftLogEntry(BaseModel):
@@ -121,6 +139,10 @@ def fraction_public(
     base_url: str,
     signoff: SignoffPublic | None = None,
     signed_residuals: list[dict[str, Any]] | None = None,
+    *,
+    anatomy: AnatomyEntry | None = None,
+    anatomy_note: str | None = None,
+    qa: QaDay | None = None,
 ) -> FractionPublic:
     job = fraction.job
     margin = fraction.course.ptv_margin_mm
@@ -152,6 +174,9 @@ def fraction_public(
         else SignOffOut(
             signed_by=signoff.printed_name, signed_at=signoff.signed_at, meaning=signoff.meaning
         ),
+        anatomy=None if anatomy is None else anatomy.to_dict(),
+        anatomy_note=anatomy_note,
+        qa=None if qa is None else qa.to_dict(),
     )
     if fraction.result is None:
         return view
@@ -166,8 +191,9 @@ def fraction_public(
             "isocenter_lps_mm": stored["isocenter_lps_mm"],
             "quality": QualityOut(**stored["quality"]),
             "trusted": result.trusted,
-            "warnings": list(result.warnings),
             "residuals": [ResidualOut(**r) for r in fraction.result.residuals or ()],
+            "warnings": list(result.warnings)
+            + ([ALERT_WARNING] if anatomy is not None and anatomy.alert.alert else []),
             "engine_version": result.engine_version,
         }
     )

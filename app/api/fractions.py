@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
@@ -32,10 +33,11 @@ from app.deps import MAX_ID
 from app.errors import NotFoundError, UnprocessableError
 from app.schemas.common import ERROR_RESPONSES, ErrorOut
 from app.schemas.signoff import SignoffPublic, signoff_public
+from app.services import anatomy, daily_qa
 from app.services.fractions import FractionRequest, Received, receive_fraction
 from app.services.ingest import Upload, UploadedFiles, save_uploads, upload_folder
 from app.services.residuals import residuals_of_correction
-from registration.couch import Dof
+from registration.couch import CouchCorrection, Dof
 from registration.geometry import LpsPoint
 from registration.result import Mode
 
@@ -100,6 +102,39 @@ class RtUploads:
         return saved[0], saved[1]
 
 
+QaOffsetField = Annotated[
+    str | None,
+    Form(
+        max_length=200,
+        description="QA phantom scans only (course_id of a QA course): the couch offset APPLIED "
+        "to the phantom after aligning it, IEC 61217 table axes, 'lateral_mm,longitudinal_mm,"
+        "vertical_mm[,pitch_deg,roll_deg,yaw_deg]'. The registration is expected to find the "
+        "correction that undoes it (for translations: the negated offset).",
+    ),
+]
+
+
+def parse_couch_offset(text: str | None) -> CouchCorrection | None:
+    """'lat,long,vert' or 'lat,long,vert,pitch,roll,yaw' (mm, degrees) → a couch motion."""
+    if text is None or not text.strip():
+        return None
+    parts = [p.strip() for p in text.replace(";", ",").split(",")]
+    try:
+        values = [float(p) for p in parts]
+    except ValueError:
+        raise UnprocessableError(
+            f"qa_expected_offset {text!r} is not a list of numbers: send "
+            "'lateral_mm,longitudinal_mm,vertical_mm' or six values with pitch, roll, yaw in °"
+        ) from None
+    if len(values) not in (3, 6) or not all(math.isfinite(v) for v in values):
+        raise UnprocessableError(
+            f"qa_expected_offset {text!r} needs 3 translations (mm) or 6 values (mm and °)"
+        )
+    offset = CouchCorrection(*(values + [0.0] * (6 - len(values))))
+    daily_qa.check_offset(offset)
+    return offset
+
+
 def base_url(request: Request, ctx: ServiceContext) -> str:
     return ctx.settings.public_base_url or str(request.base_url)
 
@@ -145,6 +180,7 @@ async def post_fraction(
     mode: Annotated[Mode | None, Form(description="default: the course's")] = None,
     mvct_series_uid: SeriesUidField = None,
     planning_series_uid: SeriesUidField = None,
+    qa_expected_offset: QaOffsetField = None,
     wait: Annotated[
         bool, Query(description="wait for the registration (false: answer 202 at once)")
     ] = True,
@@ -160,6 +196,9 @@ async def post_fraction(
         mvct_series_uid=mvct_series_uid or None,
         planning_series_uid=planning_series_uid or None,
     )
+    qa_offset = parse_couch_offset(qa_expected_offset)
+    if qa_offset is not None:
+        await run_in_threadpool(_check_qa_course, ctx, course_id)
     received = await run_in_threadpool(
         _save_and_receive,
         ctx,
@@ -169,6 +208,10 @@ async def post_fraction(
         fraction_request,
         principal.actor,
     )
+    if qa_offset is not None and received.created:
+        await run_in_threadpool(
+            _record_offset, ctx, received.fraction_id, qa_offset, principal.actor
+        )
     if received.created and ctx.jobs is not None:
         ctx.jobs.enqueue(received.job_id)
     if wait and ctx.jobs is not None:
@@ -202,10 +245,40 @@ def get_fraction(
     fraction = repo.fraction_by_id(session, fraction_id)
     if fraction is None:
         raise NotFoundError(f"fraction {fraction_id} does not exist")
-    signed = signed_residuals(ctx, session, fraction)
+    return fraction_view(ctx, session, fraction, base_url(request, ctx))
+
+
+def fraction_view(
+    ctx: ServiceContext, session: Session, fraction: Fraction, base: str
+) -> FractionPublic:
+    """The fraction's public view with its signature, the residuals of the signed correction,
+    anatomy figures and alert, QA verdict."""
+    qa = daily_qa.fraction_qa(session, fraction)
     return fraction_public(
-        fraction, base_url(request, ctx), current_signoff(session, fraction_id), signed
+        fraction,
+        base,
+        current_signoff(session, fraction.id),
+        signed_residuals(ctx, session, fraction),
+        anatomy=None if qa is not None else anatomy.fraction_anatomy(session, fraction),
+        anatomy_note=anatomy.figures_note(session, fraction.id),
+        qa=qa,
     )
+
+
+def _record_offset(
+    ctx: ServiceContext, fraction_id: int, offset: CouchCorrection, actor: str
+) -> None:
+    with ctx.writer() as session:
+        daily_qa.record_offset(session, fraction_id, offset, actor)
+
+
+def _check_qa_course(ctx: ServiceContext, course_id: int | None) -> None:
+    with ctx.sessions() as session:
+        if course_id is None or daily_qa.qa_course_of(session, course_id) is None:
+            raise UnprocessableError(
+                "qa_expected_offset is only for QA phantom scans: send the course_id of the "
+                "machine's QA course (see /api/v1/qa/machines)"
+            )
 
 
 def current_signoff(session: Session, fraction_id: int) -> SignoffPublic | None:
@@ -257,6 +330,5 @@ def _load(ctx: ServiceContext, fraction_id: int, base: str) -> tuple[FractionPub
         fraction = repo.fraction_by_id(session, fraction_id)
         if fraction is None:  # pragma: no cover - it was committed before
             raise NotFoundError(f"fraction {fraction_id} does not exist")
-        signed = signed_residuals(ctx, session, fraction)
-        view = fraction_public(fraction, base, current_signoff(session, fraction_id), signed)
+        view = fraction_view(ctx, session, fraction, base)
         return view, fraction.job.error_status

@@ -13,14 +13,18 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, HTTPException, Path, Request, status
 from fastapi.concurrency import run_in_threadpool
 
-from app.api.deps import ContextDep
+from app.api.deps import ContextDep, client_address
 from app.deps import MAX_ID
-from app.schemas.common import ERROR_RESPONSES
+from app.schemas.common import ERROR_RESPONSES, ErrorOut
 from app.schemas.signoff import SignoffPublic, SignoffRequest, signoff_public
 from app.services.signoff import SignRequest, sign
 from registration.couch import CouchCorrection
 
-router = APIRouter(prefix="/api/v1", tags=["sign-off"], responses=ERROR_RESPONSES)
+router = APIRouter(
+    prefix="/api/v1",
+    tags=["sign-off"],
+    responses={**ERROR_RESPONSES, 429: {"model": ErrorOut}},  # the sign-in rate limit
+)
 
 
 async def _signature_given(request: Request) -> None:
@@ -54,9 +58,11 @@ async def post_signoff(
     fraction_id: Annotated[int, Path(ge=1, le=MAX_ID)],
     body: SignoffRequest,
     ctx: ContextDep,
+    http: Request,
 ) -> SignoffPublic:
-    """Sign approve / approve adjusted / reject. Only the physician role can sign (403 else);
-    a wrong password signs nothing (401). Every attempt is in the audit trail."""
+    """Sign approve / approve adjusted / reject. Only a physician can sign: a wrong password,
+    an unknown user and another role all get the same 401, within the sign-in rate limit (429).
+    A fraction already signed needs ``supersedes`` (the latest signature's id) and a reason."""
     given = body.couch_correction
     request = SignRequest(
         fraction_id=fraction_id,
@@ -65,6 +71,8 @@ async def post_signoff(
         decision=body.decision,
         reason=body.reason,
         correction=None if given is None else CouchCorrection(**given.model_dump()),
+        supersedes=body.supersedes,
+        client=client_address(http),
     )
     signed = await run_in_threadpool(sign, ctx, request, f"user:{body.username[:64]}")
     return signoff_public(signed.signoff, signed.signer)

@@ -8,6 +8,7 @@ and the review URL, and — with ``--exit-after-demo`` — stops the server agai
 from __future__ import annotations
 
 import json
+import os
 import sys
 import threading
 import time
@@ -18,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from app.config import Settings
+from app.config import Settings, is_loopback, plain_http_refusal
 from app.db import repository as repo
 from app.db.models import Role
 from app.services.accounts import add_user, create_api_key, revoke_api_key, set_password
@@ -89,13 +90,23 @@ def run_demo(
             file=sys.stderr,
         )
         return 2
+    if is_loopback(host) and "MVCT_GUIDE_COOKIE_SECURE" not in os.environ:
+        settings = settings.model_copy(update={"cookie_secure": False})  # plain HTTP, said here
+    if "MVCT_GUIDE_PUBLIC_DOCS" not in os.environ:
+        settings = settings.model_copy(update={"public_docs": True})
+    refusal = plain_http_refusal(settings, host)
+    if refusal is not None:
+        print(f"mvct-guide: {refusal}", file=sys.stderr)
+        return 2
     passwords, key = create_demo_accounts(settings)
     print(f"mvct-guide demo: data in {settings.data_dir.resolve()}")
     print(f"  console API key ({DEMO_KEY_NAME}): {key}")
     for username, role, _ in DEMO_USERS:
         print(f"  user {username:<16} password {passwords[username]:<20} role {role.value}")
     server = uvicorn.Server(
-        uvicorn.Config(create_app(settings), host=host, port=port, log_level="warning")
+        uvicorn.Config(
+            create_app(settings), host=host, port=port, log_level="warning", proxy_headers=False
+        )
     )
     outcome = DemoOutcome()
     helper = threading.Thread(

@@ -74,7 +74,15 @@ def add_commands(sub: Any) -> None:  # argparse's _SubParsersAction is private
     passwd.add_argument("username")
     _storage_flags(passwd)
     passwd.set_defaults(handler=_users_set_password)
-    listing = users.add_parser("list", help="list users")
+    for name, text in (
+        ("deactivate", "stop a user signing in or signing, and end their open sessions"),
+        ("reactivate", "let a deactivated user sign in again"),
+    ):
+        switch = users.add_parser(name, help=text)
+        switch.add_argument("username")
+        _storage_flags(switch)
+        switch.set_defaults(handler=_users_set_active, active=name == "reactivate")
+    listing = users.add_parser("list", help="list users (and who is locked out of sign-in)")
     _storage_flags(listing)
     listing.set_defaults(handler=_users_list)
 
@@ -147,10 +155,14 @@ def _fail(message: str) -> int:
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
+    from app.config import plain_http_refusal
     from app.dicom import DicomError
     from app.main import create_app
 
     settings = settings_from(args)
+    refusal = plain_http_refusal(settings, args.host)
+    if refusal is not None:
+        return _fail(refusal)
     try:
         app = create_app(settings)
     except DicomError as exc:
@@ -161,7 +173,8 @@ def _serve(args: argparse.Namespace) -> int:
             f"mvct-guide: DICOM SCP {settings.dicom_ae_title} on "
             f"{settings.dicom_host}:{settings.dicom_port}"
         )
-    uvicorn.run(app, host=args.host, port=args.port, log_level="info")
+    # X-Forwarded-For is read by the app, from MVCT_GUIDE_TRUSTED_PROXIES only (app/proxies.py)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="info", proxy_headers=False)
     return EXIT_OK
 
 
@@ -236,19 +249,42 @@ def _users_set_password(args: argparse.Namespace) -> int:
     try:
         password = _read_password()
         with ctx.writer.begin() as session:
-            set_password(session, args.username, password, _actor())
+            ended = set_password(session, args.username, password, _actor())
     except (AccountError, ValueError) as exc:
         return _fail(str(exc))
-    print(f"password of {args.username} set")
+    print(f"password of {args.username} set; {ended} open session(s) ended")
+    return EXIT_OK
+
+
+def _users_set_active(args: argparse.Namespace) -> int:
+    from app.services.accounts import AccountError, set_active
+
+    ctx = _session(args)
+    try:
+        with ctx.writer.begin() as session:
+            ended = set_active(session, args.username, args.active, _actor())
+    except AccountError as exc:
+        return _fail(str(exc))
+    if args.active:
+        print(f"user {args.username} reactivated")
+    else:
+        print(f"user {args.username} deactivated; {ended} open session(s) ended")
     return EXIT_OK
 
 
 def _users_list(args: argparse.Namespace) -> int:
     from app.services.accounts import list_users
+    from app.services.ratelimit import flush_audit, locked_out_users
 
-    with _session(args).sessions() as session:
+    ctx = _session(args)
+    with ctx.writer.begin() as session:
+        flush_audit(session)  # refused sign-ins of past minutes into the audit trail
+    with ctx.sessions() as session:
+        locked = locked_out_users(session, ctx.settings)
         for user in list_users(session):
             state = "" if user.active else "  (inactive)"
+            if user.username in locked:
+                state += f"  (sign-in locked out until {locked[user.username]:%H:%M} UTC)"
             print(f"{user.username:<24} {user.role:<10} {user.full_name}{state}")
     return EXIT_OK
 

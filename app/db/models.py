@@ -188,6 +188,9 @@ class ImageSeries(Base):
     study_instance_uid: Mapped[str] = mapped_column(String(64), default="")
     frame_of_reference_uid: Mapped[str] = mapped_column(String(64), default="")
     patient_id: Mapped[str] = mapped_column(String(64), default="")
+    #: PatientName and PatientBirthDate (YYYYMMDD) as sent; "" when absent (migration 0007)
+    patient_name: Mapped[str] = mapped_column(String(200), default="")
+    patient_birth_date: Mapped[str] = mapped_column(String(8), default="")
     series_description: Mapped[str] = mapped_column(String(200), default="")
     patient_position: Mapped[PatientPosition] = mapped_column(
         EnumColumn(PatientPosition, POSITION_LENGTH)

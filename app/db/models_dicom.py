@@ -6,6 +6,10 @@
 * ``dicom_series``: one row per received series, owned by the grouper (app/dicom/grouping.py):
   what the series was taken for (``kind``), where it stands (``state``), and the course or
   fraction it became.
+* ``dicom_unassigned`` (migration 0007): a received series no rule identified (or a new planning
+  CT of a patient who has a course, not from a planning CT sender), held for a physicist, who
+  assigns it (the planning CT of a new course, or an MVCT of a course) or discards it. While it
+  is held its ``dicom_series`` row is ``ignored``; ``resolution`` is NULL until someone decides.
 * ``dicom_reg_exports``: each attempt to send a signed-off fraction's Spatial Registration object
   to the configured C-STORE destination (one row per sign-off and destination).
 """
@@ -92,6 +96,28 @@ class DicomSeries(Base):
     error: Mapped[str | None] = mapped_column(Text, default=None)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+
+class DicomUnassigned(Base):
+    """A series held for a physicist's decision (see the module docstring)."""
+
+    __tablename__ = "dicom_unassigned"
+    __table_args__ = (
+        CheckConstraint("resolution IN ('planning', 'mvct', 'discarded')", name="resolution"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    series_id: Mapped[int] = mapped_column(ForeignKey("dicom_series.id"), unique=True)
+    patient_id: Mapped[str] = mapped_column(String(64), index=True, default="")
+    #: why the series was held (the rule that did not identify it)
+    reason: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    #: what the physicist decided; NULL while the series is held
+    resolution: Mapped[str | None] = mapped_column(String(16), default=None, index=True)
+    resolved_by: Mapped[str | None] = mapped_column(String(100), default=None)
+    resolved_at: Mapped[datetime | None] = mapped_column(UtcDateTime, default=None)
+    #: the physicist's words (why this series is that, or why it is discarded)
+    note: Mapped[str | None] = mapped_column(Text, default=None)
 
 
 class DicomRegExport(Base):

@@ -2,8 +2,10 @@
 
 ``signoffs`` is append-only at database level (migration 0002 installs the guard): a signature is
 never changed or deleted; a later signature of the same fraction supersedes the earlier one (the
-current decision is the row with the highest ``id``). ``record_sha256`` binds the row to the
-canonical signed record described in :mod:`app.db.signoff_repo`.
+current decision is the row with the highest ``id``) and names it in ``supersedes_id``
+(migration 0006; app/signoff.py refuses a signature that does not name the latest one).
+``record_sha256`` binds the row to the canonical signed record described in
+:mod:`app.db.signoff_repo`.
 
 ``browser_sessions`` holds the server-side sessions of the review pages: the cookie carries a
 random token, the table only its SHA-256, so a copy of the database opens no session.
@@ -14,7 +16,7 @@ from __future__ import annotations
 from datetime import datetime
 from enum import StrEnum, unique
 
-from sqlalchemy import Boolean, Float, ForeignKey, String, Text
+from sqlalchemy import Boolean, Float, ForeignKey, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.db.models import Base, UtcDateTime, utcnow
@@ -58,6 +60,8 @@ class Signoff(Base):
     signed_at: Mapped[datetime] = mapped_column(UtcDateTime)
     #: SHA-256 (hex) of the canonical JSON of the signed record (app.db.signoff_repo)
     record_sha256: Mapped[str] = mapped_column(String(64))
+    #: the signature this one replaces (the fraction's latest when it was signed); None: the first
+    supersedes_id: Mapped[int | None] = mapped_column(Integer, default=None)
 
 
 class BrowserSession(Base):

@@ -17,7 +17,9 @@ the fraction it signs::
      "reason": "..." | null, "override_large_shift": false,
      "signer": {"user_id": 4, "username": "dr-a", "printed_name": "Dr A"},
      "meaning": "Approved couch correction",
-     "signed_at": "2026-11-27T13:24:23.345163Z"}
+     "signed_at": "2026-11-27T13:24:23.345163Z",
+     "supersedes": 41}                        # only when it replaces signature 41
+
 
 Canonical form: ``json.dumps(record, sort_keys=True, separators=(",", ":"), ensure_ascii=True)``
 encoded as ASCII — keys sorted at every level, no whitespace, non-ASCII characters as ``\\uXXXX``
@@ -87,7 +89,7 @@ def signed_record(signoff: Signoff, fraction: Fraction, signer: User) -> dict[st
     proposed = None
     if result is not None:
         proposed = result.engine_result.couch_correction.as_dict()
-    return {
+    record = {
         "schema": RECORD_SCHEMA,
         "fraction_id": fraction.id,
         "patient_id": fraction.patient_id,
@@ -109,6 +111,9 @@ def signed_record(signoff: Signoff, fraction: Fraction, signer: User) -> dict[st
         "meaning": signoff.meaning,
         "signed_at": utc_text(signoff.signed_at),
     }
+    if signoff.supersedes_id is not None:  # absent from first signatures (and older records)
+        record["supersedes"] = signoff.supersedes_id
+    return record
 
 
 def canonical_json(record: dict[str, Any]) -> bytes:

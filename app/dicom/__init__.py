@@ -4,8 +4,10 @@ How an instance travels::
 
     C-STORE (scp.py) ──┐                               ┌─ planning CT ─▶ courses.create_course
                        ├─▶ inbox.receive_file ─▶ grouping ─┤ (series_ingest)
-    STOW-RS (stow.py) ─┘   file (fsync) + row, then        └─ MVCT ─▶ fractions.receive_fraction
-                           the sender's status                (the POST /api/v1/fractions path)
+    STOW-RS (stow.py) ─┘   file (fsync) + row, then        ├─ MVCT ─▶ fractions.receive_fraction
+      limits: quota.py     the sender's status             │  (the POST /api/v1/fractions path)
+                                                           └─ not identified ─▶ unassigned.hold
+                                                              (a physicist assigns or discards)
 
     fraction registered ─▶ reg_export (reg_build) ─▶ GET /api/v1/fractions/{id}/registration.dcm
                                                   └▶ reg_send (C-STORE, after sign-off, optional)

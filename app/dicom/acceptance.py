@@ -16,6 +16,8 @@ Modality is not the SOP Class's (CT, RTSTRUCT, RTPLAN)      0xA900
 Study Instance UID differs from the STOW-RS target study    0xA900
 a compressed transfer syntax no installed decoder reads     0xC122 transfer syntax
 the disk or the database failed                             0xA700 out of resources
+over a receiver limit (size, inbox backlog, free disk;      0xA700
+checked before writing, :mod:`app.dicom.quota`)
 =========================================================  =============================
 
 An instance whose SOP Instance UID was received before is answered "stored" again, so a sender's

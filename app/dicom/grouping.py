@@ -7,6 +7,8 @@ instance of it arrived for ``dicom_quiet_s`` seconds. The grouper then takes its
 ``POST /api/v1/courses`` and ``POST /api/v1/fractions``. Planning CTs completed together with
 MVCTs go first.
 
+A series no rule identifies, and a new planning CT of a patient who has a course that no planning
+CT sender sent, is held for a physicist (:mod:`app.dicom.unassigned`; its row is ``ignored``).
 An MVCT of a patient without a course waits (state ``waiting``) until a planning CT arrives.
 Refusals of the ingest path leave the series ``failed`` with the same words (and in the audit
 trail); sending more instances of a failed series tries again with all of them. Instances of a
@@ -28,10 +30,10 @@ from app.context import ServiceContext
 from app.db import repository as repo
 from app.db.models import utcnow
 from app.db.models_dicom import DicomInstance, DicomSeries, SeriesKind, SeriesState
-from app.dicom import DicomError, rt_ingest
+from app.dicom import DicomError, rt_ingest, unassigned
 from app.dicom import series_ingest as ingest
 from app.dicom.inbox import Inbox
-from app.dicom.rules import SeriesFacts, SeriesRules, classify, classify_by_rules
+from app.dicom.rules import SeriesFacts, SeriesRules, classify
 from app.errors import ServiceError
 from registration.errors import InputError
 
@@ -196,8 +198,8 @@ class SeriesGrouper:
 
     def _decide(
         self, session: Session, ready: dict[str, list[DicomInstance]]
-    ) -> dict[str, tuple[SeriesKind, str]]:
-        """Kinds of the series that have no row yet (the "longest" rule looks at them together)."""
+    ) -> dict[str, tuple[SeriesKind | None, str]]:
+        """Kinds of the series that have no row yet (None: held for a physicist)."""
         known = set(
             session.scalars(
                 select(DicomSeries.series_instance_uid).where(
@@ -205,33 +207,24 @@ class SeriesGrouper:
                 )
             )
         )
-        facts = {uid: _facts(members) for uid, members in ready.items() if uid not in known}
-        decided: dict[str, tuple[SeriesKind, str]] = {}
-        unmatched: dict[str, list[str]] = defaultdict(list)
-        for uid, fact in facts.items():
-            by_rule = classify_by_rules(fact, self._rules)
-            if by_rule is not None:
-                decided[uid] = by_rule
-            else:
-                unmatched[ready[uid][0].patient_id].append(uid)
-        for patient_id, uids in unmatched.items():
-            planning_mm = _planning_extent_mm(session, patient_id)
-            for uid in uids:
-                others = [facts[o].extent_mm for o in uids if o != uid]
-                decided[uid] = classify(facts[uid], self._rules, max([planning_mm, *others]))
-        return decided
+        return {
+            uid: classify(_facts(members), self._rules)
+            for uid, members in ready.items()
+            if uid not in known
+        }
 
     def _take(
         self,
         session: Session,
         uid: str,
         members: Sequence[DicomInstance],
-        decision: tuple[SeriesKind, str] | None,
+        decision: tuple[SeriesKind | None, str] | None,
     ) -> None:
         series = session.scalar(select(DicomSeries).where(DicomSeries.series_instance_uid == uid))
         if series is None:
             assert decision is not None
-            kind, reason = decision
+            identified, reason = decision
+            kind = SeriesKind.IGNORED if identified is None else identified
             first = members[0]
             series = DicomSeries(
                 series_instance_uid=uid,
@@ -251,6 +244,8 @@ class SeriesGrouper:
             session.add(series)
             session.flush()
             log.info("DICOM series %s (%d instances): %s, %s", uid, len(members), kind, reason)
+            if identified is None:
+                unassigned.hold(session, series, reason, _actor(first))
         elif series.state == SeriesState.DONE.value:
             series.n_late += len(members)
             log.warning(
@@ -307,6 +302,8 @@ class SeriesGrouper:
                     "the series has no Patient ID; send it again with the patient's ID"
                 )
             if series.kind == SeriesKind.PLANNING.value:
+                if self._hold_new_planning_ct(series, actor):
+                    return
                 course_id = ingest.planning_course(self._ctx, series, files, actor)
                 self._finish(series_id, SeriesState.DONE, course_id=course_id)
                 return
@@ -333,6 +330,30 @@ class SeriesGrouper:
         except Exception as exc:
             log.exception("DICOM series %s could not be ingested", series.series_instance_uid)
             self._fail(series, f"internal error ({type(exc).__name__}); see the server log", actor)
+
+    def _hold_new_planning_ct(self, series: DicomSeries, actor: str) -> bool:
+        """Hold a new planning CT of a patient who has a course unless a planning CT sender sent
+        it (a pattern match alone does not replace the reference of the next MVCT)."""
+        if series.sender in self._rules.planning_aes:
+            return False
+        with self._ctx.sessions() as session:
+            if (
+                ingest.course_of_planning(session, series.patient_id, series.series_instance_uid)
+                is not None
+            ):
+                return False
+            course = ingest.latest_course(session, series.patient_id)
+        if course is None:
+            return False
+        reason = (
+            f"patient {series.patient_id!r} already has course {course.id}; a new planning CT "
+            "becomes a course by itself only when a planning CT sender "
+            f"(MVCT_GUIDE_DICOM_PLANNING_AES) sends it, and {series.sender!r} is not one"
+        )
+        with self._ctx.writer() as session:
+            unassigned.hold(session, session.get_one(DicomSeries, series.id), reason, actor)
+            session.commit()
+        return True
 
     def _finish(
         self,
@@ -383,11 +404,3 @@ def _facts(members: Sequence[DicomInstance]) -> SeriesFacts:
 
 def _actor(instance: DicomInstance) -> str:
     return f"{instance.source}:{instance.sender}"
-
-
-def _planning_extent_mm(session: Session, patient_id: str) -> float:
-    course = ingest.latest_course(session, patient_id)
-    if course is None:
-        return 0.0
-    planning = course.planning_series
-    return planning.max_z_mm - planning.min_z_mm

@@ -6,7 +6,8 @@ last day, and sends the REG that sign-off gives (:func:`app.dicom.reg_export.reg
 once per sign-off and destination. Each attempt is a ``dicom_reg_exports`` row (sent, or failed
 with the reason) and an audit event; a failed send is tried again, at most
 :data:`MAX_ATTEMPTS` times, a minute apart. Older sign-offs are never sent in bulk: their REG is at
-``GET /api/v1/fractions/{id}/registration.dcm``.
+``GET /api/v1/fractions/{id}/registration.dcm``. A sent REG whose sign-off is superseded later
+is withdrawn by an IHE IOCM rejection note to the same destination (app/dicom/reg_withdraw.py).
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from pydicom import dcmread
-from pydicom.uid import ExplicitVRLittleEndian, SpatialRegistrationStorage
+from pydicom.dataset import Dataset
+from pydicom.uid import ExplicitVRLittleEndian
 from sqlalchemy import and_, func, select
 
 from app.context import ServiceContext
@@ -28,6 +30,7 @@ from app.db.models_dicom import DicomRegExport
 from app.db.models_signoff import Decision, Signoff
 from app.dicom import DicomError
 from app.dicom.reg_export import RegFile, reg_for_fraction
+from app.dicom.reg_withdraw import withdraw_due
 
 log = logging.getLogger(__name__)
 ACTOR = "system:dicom-export"
@@ -63,22 +66,27 @@ class Destination:
 
 def send_reg(reg: RegFile, destination: Destination, calling_ae: str) -> None:
     """C-STORE ``reg`` to ``destination``; DicomError with the reason unless it was stored."""
+    store(dcmread(io.BytesIO(reg.data)), destination, calling_ae, "the REG")
+
+
+def store(dataset: Dataset, destination: Destination, calling_ae: str, what: str) -> None:
+    """C-STORE one dataset (a REG, a rejection note); DicomError unless it was stored."""
     from pynetdicom import AE
 
     ae = AE(ae_title=calling_ae)
-    ae.add_requested_context(SpatialRegistrationStorage, ExplicitVRLittleEndian)
+    ae.add_requested_context(str(dataset.SOPClassUID), ExplicitVRLittleEndian)
     assoc = ae.associate(destination.host, destination.port, ae_title=destination.ae_title)
     if not assoc.is_established:
         raise DicomError(f"{destination} did not accept an association from {calling_ae}")
     try:
-        status = assoc.send_c_store(dcmread(io.BytesIO(reg.data)))
+        status = assoc.send_c_store(dataset)
     finally:
         assoc.release()
     code = int(getattr(status, "Status", -1))
     if not (code == 0x0000 or 0xB000 <= code <= 0xBFFF):
         comment = getattr(status, "ErrorComment", "")
         shown = f"0x{code:04X}" if code >= 0 else "no answer"
-        raise DicomError(f"{destination} refused the REG ({shown} {comment})".strip())
+        raise DicomError(f"{destination} refused {what} ({shown} {comment})".strip())
 
 
 class RegSender:
@@ -116,6 +124,12 @@ class RegSender:
         for fraction_id, signoff_id in self._due():
             if self._send(fraction_id, signoff_id):
                 sent += 1
+        ae = self._ctx.settings.dicom_ae_title
+        withdraw_due(  # REGs whose signature was superseded: tell the destination
+            self._ctx,
+            str(self._destination),
+            lambda note: store(note, self._destination, ae, "the rejection note"),
+        )
         return sent
 
     def _due(self) -> list[tuple[int, int]]:

@@ -1,4 +1,4 @@
-"""What a received CT series is: an MVCT, a planning CT, or nothing to use (pure functions).
+"""What a received CT series is: an MVCT, a planning CT, unassigned, or nothing to use (pure).
 
 The order of the rules (first match wins):
 
@@ -6,16 +6,19 @@ The order of the rules (first match wins):
 2. the Series Description: ``dicom_mvct_pattern`` (default ``CTrue Image Set``, TomoTherapy's
    MVCT export) → MVCT, ``dicom_planning_pattern`` → planning CT (regular expressions, searched,
    case-insensitive);
-3. otherwise ``dicom_unmatched_series``: ``longest`` — the series is the planning CT when it is
-   longer (z extent of its slice positions, mm) than the patient's current planning CT and than
-   every other unmatched series of the patient completed with it, else an MVCT; or always
-   ``planning``, ``mvct``, or ``ignore``.
+3. otherwise ``dicom_unmatched_series``: ``unassigned`` (the default) — held for a physicist
+   (:mod:`app.dicom.unassigned`), ``mvct``, or ``ignore``. A series is never made a planning CT
+   because of what it is not (the former ``longest`` rule made a longer diagnostic CT of the
+   same Patient ID a new course).
+
+Who may send at all is :func:`allowed_callers`: the AE titles configured anywhere; when none is
+configured, every calling AE is refused.
 
 >>> rules = SeriesRules(mvct_pattern=re.compile("CTrue Image Set", re.IGNORECASE))
->>> classify(SeriesFacts("CONSOLE", "CTrue Image Set", 120.0), rules, 0.0)[0].value
+>>> classify(SeriesFacts("CONSOLE", "CTrue Image Set", 120.0), rules)[0].value
 'mvct'
->>> classify(SeriesFacts("TPS", "Planning CT", 180.0), rules, 0.0)[0].value
-'planning'
+>>> classify(SeriesFacts("ARCHIVE", "CT THORAX", 380.0), rules)[0] is None  # unassigned
+True
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ class SeriesRules:
     planning_aes: frozenset[str] = frozenset()
     mvct_pattern: re.Pattern[str] | None = None
     planning_pattern: re.Pattern[str] | None = None
-    unmatched: str = "longest"  #: "longest", "planning", "mvct" or "ignore"
+    unmatched: str = "unassigned"  #: "unassigned", "mvct" or "ignore"
 
     @classmethod
     def from_settings(cls, settings: Settings) -> SeriesRules:
@@ -47,6 +50,15 @@ class SeriesRules:
             ),
             unmatched=settings.dicom_unmatched_series,
         )
+
+
+def allowed_callers(settings: Settings) -> frozenset[str]:
+    """The calling AE titles the SCP accepts: every one configured, in any of the three lists."""
+    return (
+        ae_titles(settings.dicom_allowed_aes)
+        | ae_titles(settings.dicom_mvct_aes)
+        | ae_titles(settings.dicom_planning_aes)
+    )
 
 
 def ae_titles(text: str) -> frozenset[str]:
@@ -73,7 +85,7 @@ class SeriesFacts:
 
     sender: str
     series_description: str
-    extent_mm: float  #: z extent of the slice positions received
+    extent_mm: float  #: z extent of the slice positions received (shown to the physicist)
 
 
 def classify_by_rules(facts: SeriesFacts, rules: SeriesRules) -> tuple[SeriesKind, str] | None:
@@ -92,26 +104,16 @@ def classify_by_rules(facts: SeriesFacts, rules: SeriesRules) -> tuple[SeriesKin
     return None
 
 
-def classify(
-    facts: SeriesFacts, rules: SeriesRules, longest_other_mm: float
-) -> tuple[SeriesKind, str]:
-    """Kind and reason; ``longest_other_mm``: extent of the patient's planning CT and of the
-    other unmatched series completed together (0 when there is none)."""
+def classify(facts: SeriesFacts, rules: SeriesRules) -> tuple[SeriesKind | None, str]:
+    """Kind and reason; kind None: no rule identified the series, hold it as unassigned."""
     decided = classify_by_rules(facts, rules)
     if decided is not None:
         return decided
-    if rules.unmatched == "planning":
-        return SeriesKind.PLANNING, "no rule matched; unmatched series are planning CTs"
     if rules.unmatched == "mvct":
         return SeriesKind.MVCT, "no rule matched; unmatched series are MVCTs"
     if rules.unmatched == "ignore":
         return SeriesKind.IGNORED, "no rule matched; unmatched series are ignored"
-    if facts.extent_mm > longest_other_mm:
-        return SeriesKind.PLANNING, (
-            f"the longest series of the patient ({facts.extent_mm:.0f} mm > "
-            f"{longest_other_mm:.0f} mm)"
-        )
-    return SeriesKind.MVCT, (
-        f"shorter than the patient's planning CT ({facts.extent_mm:.0f} mm <= "
-        f"{longest_other_mm:.0f} mm)"
+    return None, (
+        f"no rule identified it as a planning CT or an MVCT (sender {facts.sender!r}, series "
+        f"description {facts.series_description!r}, {facts.extent_mm:.0f} mm long)"
     )

@@ -75,23 +75,31 @@ def planning_course(
 
 
 def mvct_fraction(
-    ctx: ServiceContext, series: DicomSeries, files: SeriesFiles, actor: str
+    ctx: ServiceContext,
+    series: DicomSeries,
+    files: SeriesFiles,
+    actor: str,
+    *,
+    course_id: int | None = None,
 ) -> tuple[int, int] | None:
-    """``(course id, fraction id)`` of the MVCT ``series``; None while the patient has no course."""
-    with ctx.sessions() as session:
-        course = latest_course(session, series.patient_id)
-    if course is None:
-        return None
+    """``(course id, fraction id)`` of the MVCT ``series`` in course ``course_id`` (default: the
+    patient's latest); None while the patient has no course."""
+    if course_id is None:
+        with ctx.sessions() as session:
+            course = latest_course(session, series.patient_id)
+        if course is None:
+            return None
+        course_id = course.id
     request = FractionRequest(
         patient_id=series.patient_id,
         mvct=inbox_files(files, "MVCT"),
-        course_id=course.id,
+        course_id=course_id,
         mvct_series_uid=series.series_instance_uid,
     )
     received = receive_fraction(ctx, request, actor)
     if received.created and ctx.jobs is not None:  # exactly as POST /api/v1/fractions does
         ctx.jobs.enqueue(received.job_id)
-    return course.id, received.fraction_id
+    return course_id, received.fraction_id
 
 
 def latest_course(session: Session, patient_id: str) -> Course | None:

@@ -14,6 +14,7 @@ from app.context import ServiceContext
 from app.db.models_dicom import DicomInstance
 from app.dicom.grouping import InFlight, SeriesGrouper
 from app.dicom.inbox import Inbox
+from app.dicom.quota import InboxQuota, backlog_bytes, watched_paths
 from app.dicom.reg_send import Destination, RegSender
 from app.dicom.rules import SeriesRules, ae_titles
 from app.dicom.scp import StorageScp
@@ -26,6 +27,11 @@ class DicomService:
         settings = ctx.settings
         self.ctx = ctx
         self.inbox = Inbox(settings.data_dir / "dicom-inbox")
+        self.quota = InboxQuota(
+            settings,
+            watched_paths(settings, self.inbox.root),
+            lambda: backlog_bytes(ctx.sessions),
+        )
         self.in_flight = InFlight()
         self.rules = SeriesRules.from_settings(settings)  # DicomError on a bad pattern or AE
         ae_titles(settings.dicom_allowed_aes)
@@ -48,7 +54,12 @@ class DicomService:
         self.grouper.start()
         if self.ctx.settings.dicom_port:
             self.scp = StorageScp(
-                self.ctx.settings, self.inbox, self.ctx.writer, self.in_flight, self.grouper.wake
+                self.ctx.settings,
+                self.inbox,
+                self.ctx.writer,
+                self.in_flight,
+                self.grouper.wake,
+                quota=self.quota,
             )
             self.scp.start()
         if self.destination is not None:

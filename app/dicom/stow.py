@@ -2,7 +2,9 @@
 
 The request is ``multipart/related; type="application/dicom"; boundary=...`` with one DICOM file
 (PS3.10) per part. Parts are streamed to temporary files of the inbox while the body arrives, then
-each goes through :func:`app.dicom.inbox.receive_file`, exactly as a C-STORE does.
+each goes through :func:`app.dicom.inbox.receive_file`, exactly as a C-STORE does. A part beyond
+the limits of :mod:`app.dicom.quota` (size, inbox backlog, free disk) stops being written the
+moment it crosses them and fails with Out of Resources (0xA700).
 
 Answer (PS3.18 Table 10.5.3-1), body ``application/dicom+json``:
 
@@ -18,6 +20,7 @@ No Retrieve URL is given: the service has no WADO-RS.
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -30,9 +33,18 @@ from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
 from sqlalchemy.orm import Session, sessionmaker
 
-from app.dicom.acceptance import CANNOT_UNDERSTAND, SUCCESS, Received, StoreOutcome
+from app.dicom.acceptance import (
+    CANNOT_UNDERSTAND,
+    OUT_OF_RESOURCES,
+    SUCCESS,
+    Received,
+    StoreOutcome,
+)
 from app.dicom.inbox import Inbox, receive_file
+from app.dicom.quota import InboxQuota
 from app.errors import BadRequestError, ServiceError
+
+log = logging.getLogger(__name__)
 
 DICOM = "application/dicom"
 DICOM_JSON = "application/dicom+json"
@@ -64,18 +76,23 @@ def boundary_of(content_type: str | None) -> bytes:
 
 
 @dataclass
-class _Part:
+class Part:
+    """One part of the body: its temporary file, headers, and why it was refused ("" if not)."""
+
     path: Path
     handle: BinaryIO | None = None
     headers: dict[str, str] = field(default_factory=dict)
+    size_bytes: int = 0
+    refusal: str = ""
 
 
 class _Collector:
     """python-multipart callbacks writing each part to its own temporary file."""
 
-    def __init__(self, inbox: Inbox) -> None:
+    def __init__(self, inbox: Inbox, quota: InboxQuota) -> None:
         self.inbox = inbox
-        self.parts: list[_Part] = []
+        self.quota = quota
+        self.parts: list[Part] = []
         self._field = b""
         self._value = b""
         self.finished = False
@@ -92,7 +109,7 @@ class _Collector:
         }
 
     def _part_begin(self) -> None:
-        part = _Part(self.inbox.new_tmp_file())
+        part = Part(self.inbox.new_tmp_file())
         part.handle = part.path.open("wb")
         self.parts.append(part)
 
@@ -108,9 +125,19 @@ class _Collector:
         self._field = self._value = b""
 
     def _part_data(self, data: bytes, start: int, end: int) -> None:
-        handle = self.parts[-1].handle
-        assert handle is not None
-        handle.write(data[start:end])
+        part = self.parts[-1]
+        if part.refusal:
+            return
+        assert part.handle is not None
+        refusal = self.quota.check(part.size_bytes + end - start)
+        if refusal:  # stop writing now: the part's bytes are dropped as they arrive
+            part.refusal = refusal
+            part.handle.close()
+            part.handle = None
+            part.path.unlink(missing_ok=True)
+            return
+        part.handle.write(data[start:end])
+        part.size_bytes += end - start
 
     def _part_end(self) -> None:
         self.close_all()
@@ -131,11 +158,11 @@ class _Collector:
 
 
 async def read_parts(
-    chunks: AsyncIterator[bytes], boundary: bytes, inbox: Inbox
-) -> list[tuple[Path, dict[str, str]]]:
+    chunks: AsyncIterator[bytes], boundary: bytes, inbox: Inbox, quota: InboxQuota
+) -> list[Part]:
     """Stream the body into one temporary file per part; 400 on a broken body."""
     inbox.ensure_dirs()
-    collector = _Collector(inbox)
+    collector = _Collector(inbox, quota)
     try:
         parser = MultipartParser(boundary, collector.callbacks())
         async for chunk in chunks:
@@ -155,27 +182,38 @@ async def read_parts(
             "the multipart body holds no complete part (check the boundary and the closing "
             "delimiter)"
         )
-    return [(part.path, part.headers) for part in collector.parts]
+    return collector.parts
 
 
 def store_parts(
-    parts: list[tuple[Path, dict[str, str]]],
+    parts: list[Part],
     inbox: Inbox,
     writer: sessionmaker[Session],
     received: Received,
     on_series: Callable[[str], None],
+    quota: InboxQuota,
 ) -> list[StoreOutcome]:
     """Flush and receive each part (run in a worker thread)."""
     outcomes = []
-    for path, _headers in parts:
+    for part in parts:
+        refusal = part.refusal or quota.reserve(part.size_bytes)
+        if refusal:
+            part.path.unlink(missing_ok=True)
+            log.warning("DICOM stow-rs from %s refused (0xA700): %s", received.sender, refusal)
+            outcomes.append(StoreOutcome(OUT_OF_RESOURCES, message=refusal))
+            continue
         try:
-            with path.open("rb+") as handle:
+            with part.path.open("rb+") as handle:
                 os.fsync(handle.fileno())
         except OSError:
-            path.unlink(missing_ok=True)
+            part.path.unlink(missing_ok=True)
+            quota.release(part.size_bytes)
             outcomes.append(StoreOutcome(CANNOT_UNDERSTAND, message="the part was not saved"))
             continue
-        outcomes.append(receive_file(inbox, writer, path, received, on_series))
+        outcome = receive_file(inbox, writer, part.path, received, on_series)
+        if outcome.status != SUCCESS:
+            quota.release(part.size_bytes)
+        outcomes.append(outcome)
     return outcomes
 
 

@@ -25,12 +25,13 @@ import os
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import update
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.db import repository as repo
 from app.db.models import Job, JobStatus, RegistrationResult, utcnow
+from app.db.models_anatomy import FractionFigures, QaCourse
 from app.db.models_planning import PlanningObject
 from app.jobs import task as worker
 from app.jobs.planning_cache import expected_file, structures_cache_file
@@ -123,6 +124,7 @@ def task_for(session: Session, store: ImageStore, job_id: int) -> RegistrationTa
     rtstruct_file = None if rtstruct is None else expected_file(store, rtstruct)
     warnings = tuple(fraction.planning_warnings or ())
     mvct_centre = fraction.isocenter_source == IsocenterSource.MVCT_CENTRE.value
+    is_qa = session.scalar(select(QaCourse.id).where(QaCourse.course_id == fraction.course_id))
     return RegistrationTask(
         job_id=job_id,
         planning_sha256=planning.content_sha256,
@@ -142,6 +144,7 @@ def task_for(session: Session, store: ImageStore, job_id: int) -> RegistrationTa
         untrusted_reasons=warnings if mvct_centre else (),
         match_structure=course.match_structure,
         match_margin_mm=course.match_margin_mm,
+        measure="qa_phantom" if is_qa is not None else "anatomy",
     )
 
 
@@ -297,6 +300,15 @@ def _store_result(session: Session, job: Job, attempt: int, outcome: TaskOutcome
         return  # not ours any more (re-queued or taken over meanwhile): store nothing
     result = EngineResult.from_dict(outcome.result or {})
     session.add(RegistrationResult.of(job.fraction_id, result, list(outcome.residuals)))
+    if outcome.figures is not None:
+        session.add(
+            FractionFigures(
+                fraction_id=job.fraction_id,
+                anatomy=outcome.figures.get("anatomy"),
+                phantom=outcome.figures.get("phantom"),
+                note=outcome.figures.get("note"),
+            )
+        )
     repo.record_audit(
         session,
         actor=ACTOR,

@@ -17,6 +17,9 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 OutcomeKind = Literal["ok", "input_error", "registration_failed", "error"]
+#: what the worker measures after the rigid match: the anatomy of a patient fraction, the image
+#: figures of a QA phantom scan, or nothing
+Measure = Literal["anatomy", "qa_phantom", "none"]
 
 
 @dataclass(frozen=True)
@@ -42,6 +45,7 @@ class RegistrationTask:
     #: the course's match structure (a ROI name, or PTV) and margin: the planning region
     match_structure: str | None = None
     match_margin_mm: float = 15.0
+    measure: Measure = "anatomy"
 
 
 @dataclass(frozen=True)
@@ -53,6 +57,8 @@ class TaskOutcome:
     planning_cache_hit: bool = False
     cached_plannings: tuple[str, ...] = ()
     seconds: float = 0.0
+    #: {"anatomy": AnatomyFigures JSON} or {"phantom": QaImageFigures JSON} or {"note": why not}
+    figures: dict[str, Any] | None = None
     pid: int = field(default_factory=os.getpid)
 
 
@@ -114,7 +120,15 @@ def run_registration(task: RegistrationTask) -> TaskOutcome:
         )
         result = register(prepared, daily, options)
         result, residuals = _assess(task, prepared.volume.image, result)
-        return _outcome("ok", hit, started, result=result.to_dict(), residuals=residuals)
+        figures = measure_after_match(task.measure, prepared.volume.image, daily.image, result)
+        return _outcome(
+            "ok",
+            hit,
+            started,
+            result=result.to_dict(),
+            residuals=residuals,
+            figures=figures,
+        )
     except InputError as exc:
         return _outcome("input_error", hit, started, message=str(exc))
     except RegistrationFailedError as exc:
@@ -180,6 +194,36 @@ def _assess(task: RegistrationTask, planning: Any, result: Any) -> tuple[Any, tu
     return result, tuple(assessment.residuals)
 
 
+def measure_after_match(
+    measure: Measure, planning_hu: Any, daily_mv: Any, result: Any
+) -> dict[str, Any] | None:
+    """The anatomy (or QA phantom) figures of a registered MVCT; a failure here is a note, never
+    a failed registration (the couch correction stands on its own).
+
+    The body outline is the planning CT's threshold body and the misfit region the 50 mm sphere
+    around the isocentre: courses carry no structure set yet.
+    """
+    from registration.anatomy import measure_anatomy
+    from registration.errors import InputError
+    from registration.qa_phantom import measure_phantom_image
+
+    if measure == "none":
+        return None
+    try:
+        if measure == "qa_phantom":
+            phantom = measure_phantom_image(daily_mv, result.planning_to_daily_lps)
+            return {"phantom": phantom.to_dict()}
+        figures = measure_anatomy(
+            planning_hu, daily_mv, result.planning_to_daily_lps, isocenter=result.isocenter_lps_mm
+        )
+        return {"anatomy": figures.to_dict()}
+    except InputError as exc:
+        return {"note": f"not measured: {exc}"}
+    except Exception as exc:  # never lose the registration to a measuring fault
+        detail = "".join(traceback.format_exception_only(type(exc), exc)).strip()
+        return {"note": f"not measured (internal error): {detail}"}
+
+
 def _existing(path: str) -> str:
     if not os.path.isfile(path):
         raise FileNotFoundError(f"stored image file {path} is missing from the data directory")
@@ -194,11 +238,13 @@ def _outcome(
     result: dict[str, Any] | None = None,
     residuals: tuple[dict[str, Any], ...] = (),
     message: str = "",
+    figures: dict[str, Any] | None = None,
 ) -> TaskOutcome:
     return TaskOutcome(
         kind=kind,
         result=result,
         residuals=residuals,
+        figures=figures,
         message=message,
         planning_cache_hit=hit,
         cached_plannings=tuple(_prepared.keys()),

@@ -43,6 +43,13 @@ class SignoffRequest(BaseModel):
         description="the adjusted correction to sign; absent: the registration's "
         "(as the machine applies it)",
     )
+    supersedes: int | None = Field(
+        default=None,
+        ge=1,
+        le=2**53,
+        description="the id of the fraction's latest signature, when it is signed already "
+        "(needs a reason; 409 when it is not the latest)",
+    )
 
 
 class SignoffPublic(BaseModel):
@@ -62,6 +69,7 @@ class SignoffPublic(BaseModel):
     record_sha256: str = Field(
         description="SHA-256 of the canonical JSON of the signed record (app/db/signoff_repo.py)"
     )
+    supersedes: int | None = Field(default=None, description="the signature this one replaced")
 
 
 def signoff_public(signoff: Signoff, signer: User) -> SignoffPublic:
@@ -77,4 +85,5 @@ def signoff_public(signoff: Signoff, signer: User) -> SignoffPublic:
         reason=signoff.reason,
         override_large_shift=signoff.override_large_shift,
         record_sha256=signoff.record_sha256,
+        supersedes=signoff.supersedes_id,
     )

@@ -10,11 +10,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from app.db import repository as repo
 from app.db.models import ApiKey, Role, User, utcnow
+from app.db.models_signoff import BrowserSession
 from app.services import ratelimit, security
 from app.services.ratelimit import SignInLimits, TooManySignInAttemptsError
 
@@ -32,34 +33,41 @@ class SignInError(Exception):
     """Wrong user name or password (the message never says which)."""
 
 
-def authenticate(ctx: ServiceContext, username: str, password: str, client: str) -> User:
+def authenticate(
+    ctx: ServiceContext,
+    username: str,
+    password: str,
+    client: str,
+    *,
+    session_id: int | None = None,
+    roles: frozenset[Role] | None = None,
+) -> User:
     """The active user ``username`` if ``password`` is theirs, within the sign-in rate limit.
 
-    ``client`` is the client's address (``request.client.host``; behind a proxy, uvicorn's
-    ``--forwarded-allow-ips`` makes it the real one). Raises :class:`SignInError` (401) or
-    :class:`TooManySignInAttemptsError` (429, before the password is even checked). A failure is
-    recorded in the database, so every replica counts it; nothing secret is recorded.
+    The one password check of the service: HTTP Basic, the sign-in page, and the password typed
+    again to sign (by API and on the review page) all call it. ``client`` is the client's
+    address (:func:`app.proxies.client_address`). ``session_id``: the password is typed inside
+    that signed-in browser session, and counts against the session instead of the user name
+    (:mod:`app.services.ratelimit`). ``roles``: the user must have one of them. A wrong password, an
+    unknown or inactive user and a role not in ``roles`` all raise the same
+    :class:`SignInError` (401) after the same work (one argon2 verification, one counted
+    attempt); :class:`TooManySignInAttemptsError` (429) before any password is checked.
     """
     limits = SignInLimits.of(ctx.settings)
     plausible = username.isprintable() and 0 < len(username) <= 64
-    with ctx.sessions() as session:
+    subject = ratelimit.Subject.of(username[:1024], session_id)
+    with ctx.writer() as session:
         user = repo.user_by_username(session, username) if plausible else None
         known = None if user is None else user.username
-        failures = ratelimit.check(session, known, client, limits)
-    if user is None:
-        security.verify_password(_dummy_hash(), password)  # same time as a known name
-        ok = False
-    else:
-        ok = user.active and security.verify_password(user.password_hash, password)
-    if ok and failures == 0:
-        assert user is not None
-        return user
+        try:
+            attempt = ratelimit.reserve(session, subject, client, known, limits)
+        finally:
+            session.commit()  # the reservation, or the recorded refusal
+    password_hash = _dummy_hash() if user is None else user.password_hash
+    ok = security.verify_password(password_hash, password[:4096])  # same cost for any name
+    ok = ok and user is not None and user.active and (roles is None or Role(user.role) in roles)
     with ctx.writer() as session:
-        if ok:
-            assert user is not None and known is not None
-            ratelimit.record_success_after_failures(session, known, client)
-        else:
-            ratelimit.record_failure(session, known, client)
+        ratelimit.settle(session, attempt, ok, limits)
         session.commit()
     if not ok or user is None:
         raise SignInError("wrong user name or password")
@@ -106,17 +114,57 @@ def add_user(
     return user
 
 
-def set_password(session: Session, username: str, password: str, actor: str) -> None:
+def set_password(session: Session, username: str, password: str, actor: str) -> int:
+    """Set a user's password and end their open browser sessions (how many)."""
     user = repo.user_by_username(session, username)
     if user is None:
         raise AccountError(f"user {username!r} does not exist")
     if len(password) < 8:
         raise AccountError("the password is too short: use at least 8 characters")
-    user.password_hash = security.hash_password(password)
-    user.active = True
+    user.password_hash = security.hash_password(password)  # an inactive user stays inactive
+    ended = end_sessions(session, user.id)
     repo.record_audit(
-        session, actor=actor, action="password_set", entity="user", entity_id=username
+        session,
+        actor=actor,
+        action="password_set",
+        entity="user",
+        entity_id=username,
+        detail={"sessions_ended": ended},
     )
+    return ended
+
+
+def set_active(session: Session, username: str, active: bool, actor: str) -> int:
+    """Deactivate (or reactivate) a user; deactivating ends their open browser sessions.
+
+    A deactivated user cannot sign in, sign, or use a session (``app.web.sessions.find`` checks
+    ``active`` at every request). Returns how many sessions were ended.
+    """
+    user = repo.user_by_username(session, username)
+    if user is None:
+        raise AccountError(f"user {username!r} does not exist")
+    user.active = active
+    ended = 0 if active else end_sessions(session, user.id)
+    repo.record_audit(
+        session,
+        actor=actor,
+        action="user_reactivated" if active else "user_deactivated",
+        entity="user",
+        entity_id=username,
+        detail={"sessions_ended": ended},
+    )
+    return ended
+
+
+def end_sessions(session: Session, user_id: int) -> int:
+    """Revoke every open browser session of a user (the caller commits); how many were open."""
+    result = session.execute(
+        update(BrowserSession)
+        .where(BrowserSession.user_id == user_id, BrowserSession.revoked_at.is_(None))
+        .values(revoked_at=utcnow())
+        .returning(BrowserSession.id)
+    )
+    return len(result.all())
 
 
 def list_users(session: Session) -> Sequence[User]:

@@ -23,6 +23,11 @@ from app.errors import ConflictError, UnprocessableError
 from app.services import stored_series as series_ops
 from app.services.courses import CourseSettings, place_course
 from app.services.ingest import ParsedSeries, UploadedFiles, parse_series
+from app.services.patient_identity import (
+    PatientIdentity,
+    check_has_patient_id,
+    check_same_patient,
+)
 from app.services.planning import (
     PackageIn,
     attach_package,
@@ -83,6 +88,11 @@ class _Planning:
             return self.parsed.extent
         return series_ops.extent_of_row(self._row())
 
+    def identity(self) -> PatientIdentity:
+        if self.parsed is not None:
+            return series_ops.identity_of_parsed(self.parsed)
+        return series_ops.identity_of_row("planning CT", self._row())
+
     def series_instance_uid(self) -> str:
         if self.parsed is not None:
             return self.parsed.series_instance_uid
@@ -120,6 +130,7 @@ def receive_fraction(ctx: ServiceContext, request: FractionRequest, actor: str) 
             "send today's MVCT in 'mvct' and the planning CT in 'planning'"
         )
     series_ops.check_compatible(mvct.extent, planning.extent())
+    check_same_patient(series_ops.identity_of_parsed(mvct), planning.identity())
     try:
         return _store(ctx, request, mvct, planning, actor)
     except IntegrityError:
@@ -182,7 +193,8 @@ def _check(ct: ParsedSeries | ImageSeries, package: PackageIn) -> tuple[str, ...
 
 
 def _check_stored_patient(stored: ImageSeries, patient_id: str) -> None:
-    if stored.patient_id and stored.patient_id != patient_id:
+    check_has_patient_id(series_ops.identity_of_row("planning CT", stored))
+    if stored.patient_id != patient_id:
         raise UnprocessableError(
             f"the planning CT belongs to patient ID {stored.patient_id!r} but patient_id is "
             f"{patient_id!r}: check that the right patient and images were sent"

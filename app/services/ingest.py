@@ -20,11 +20,12 @@ from pathlib import Path
 from typing import BinaryIO, Protocol
 
 from app.errors import PayloadTooLargeError, UnprocessableError
+from app.services.patient_identity import read_name_and_birth_date
 from app.storage import ImageStore, series_content_hash
 from registration.compatibility import SeriesExtent
 from registration.dicom_files import open_dicom_files
 from registration.dicom_series import read_ct_series
-from registration.errors import InputError
+from registration.errors import ArchiveTooLargeError, InputError
 from registration.frames import PatientPosition
 from registration.volume import CtVolume
 
@@ -73,6 +74,8 @@ class ParsedSeries:
     patient_position: PatientPosition
     bounds: BoundingBoxLps
     warnings: tuple[str, ...]
+    patient_name: str = ""  #: as sent, "" when absent
+    patient_birth_date: str = ""  #: YYYYMMDD, "" when absent
 
     @property
     def extent(self) -> SeriesExtent:
@@ -114,7 +117,7 @@ def save_uploads(
         # one folder per upload keeps the sender's file name, which the reader's messages quote
         target = folder / f"{index:05d}" / _safe_name(upload.filename, index)
         target.parent.mkdir()
-        digest = _copy_hashing(upload.file, target, None)
+        digest = _copy_hashing(upload.file, target)
         if _is_zip(target):
             saved.extend(_unpack(target, folder / f"{index:05d}-zip", label, budget))
             target.unlink()
@@ -139,33 +142,36 @@ def _is_zip(path: Path) -> bool:
 
 
 def _unpack(archive: Path, folder: Path, label: str, budget: list[int]) -> list[tuple[Path, str]]:
+    """The archive's members, streamed to disk by the core's reader within the limits, then
+    moved under ``folder`` with the sender's names (never inflated into memory)."""
     folder.mkdir()
     out = []
     try:
-        with open_dicom_files(archive) as members:
+        with open_dicom_files(
+            archive, max_total_bytes=max(budget[0], 0), scratch_dir=folder
+        ) as members:
             for number, member in enumerate(members):
-                source = member.open()
-                if isinstance(source, str):  # pragma: no cover - archives yield streams
+                extracted = member.open()
+                if not isinstance(extracted, str):  # pragma: no cover - archives give files
                     raise UnprocessableError(f"{label}: cannot read {member.name}")
                 target = folder / f"{number:05d}" / _safe_name(member.name, number)
                 target.parent.mkdir()
-                out.append((target, _copy_hashing(source, target, budget)))
+                Path(extracted).replace(target)
+                with target.open("rb") as handle:
+                    digest = hashlib.file_digest(handle, "sha256").hexdigest()
+                budget[0] -= target.stat().st_size
+                out.append((target, digest))
+    except ArchiveTooLargeError as exc:
+        raise PayloadTooLargeError(f"{label}: {exc}") from None
     except InputError as exc:
         raise UnprocessableError(f"{label}: {exc}") from None
     return out
 
 
-def _copy_hashing(source: BinaryIO, target: Path, budget: list[int] | None) -> str:
+def _copy_hashing(source: BinaryIO, target: Path) -> str:
     digest = hashlib.sha256()
     with target.open("wb") as out:
         while chunk := source.read(_CHUNK):
-            if budget is not None:
-                budget[0] -= len(chunk)
-                if budget[0] < 0:
-                    raise PayloadTooLargeError(
-                        "the .zip expands to more than the upload limit allows "
-                        "(MVCT_GUIDE_MAX_UPLOAD_MB); send only the series' files"
-                    )
             digest.update(chunk)
             out.write(chunk)
     return digest.hexdigest()
@@ -182,6 +188,7 @@ def parse_series(uploaded: UploadedFiles, series_uid: str | None = None) -> Pars
     used = [by_path[name] for name in volume.source_files if name in by_path]
     if len(used) != len(volume.source_files):  # pragma: no cover - the reader returns our paths
         used = list(uploaded.files)
+    name, birth_date = read_name_and_birth_date(used[0][0])
     return ParsedSeries(
         label=uploaded.label,
         files=tuple(used),
@@ -190,6 +197,8 @@ def parse_series(uploaded: UploadedFiles, series_uid: str | None = None) -> Pars
         study_instance_uid=volume.study_instance_uid,
         frame_of_reference_uid=volume.frame_of_reference_uid,
         patient_id=volume.patient_id,
+        patient_name=name,
+        patient_birth_date=birth_date,
         series_description=volume.series_description,
         patient_position=volume.patient_position,
         bounds=bounding_box(volume),

@@ -2,17 +2,22 @@
 
 A signature is a physician's user name and password, given again at the moment of signing
 (21 CFR Part 11 §11.200: both components at each signing outside a continuous session — here at
-every signing). Every attempt is audited, refused or not; a refused attempt signs nothing.
+every signing). Every attempt is audited, refused or not — a refused password in the bounded
+sign-in audit (one row per user and minute, :mod:`app.services.ratelimit`), any other refusal
+and every signature in a row of its own; a refused attempt signs nothing.
 
 Rules, in order:
 
-1. the user exists, is active and the password is right (else 401), and has the physician
-   role (else 403);
+1. the password is checked by :func:`app.services.accounts.authenticate`, the one password
+   check of the service, with the sign-in rate limit (429): a wrong password, an unknown or
+   inactive user and a user who is not a physician all get the same 401 and the same words;
 2. the fraction exists (404); approving needs a registration result (409);
-3. ``approved`` with a correction that differs from the registration's (by more than 0.005 mm or
+3. a fraction already signed is signed again only by naming the latest signature
+   (``supersedes``, else 409: a stale page) and giving a reason (422);
+4. ``approved`` with a correction that differs from the registration's (by more than 0.005 mm or
    0.005°) is stored as ``approved_adjusted``; a correction that the machine cannot apply
    (a rotation on a 3- or 4-DOF couch) is refused (422);
-4. a reason is required when adjusting, when rejecting, and when any signed translation is
+5. a reason is required when adjusting, when rejecting, and when any signed translation is
    5 mm or more (``override_large_shift``).
 """
 
@@ -28,8 +33,9 @@ from app.db import signoff_repo
 from app.db.models import Fraction, User, utcnow
 from app.db.models_signoff import MEANINGS, Decision, Signoff
 from app.errors import ConflictError, NotFoundError, ServiceError, UnprocessableError
-from app.permissions import Action, may
-from app.services import security
+from app.permissions import Action, roles_for
+from app.services import accounts
+from app.services.supersede import check_supersedes
 from registration.couch import CouchCorrection, Dof
 
 LARGE_SHIFT_MM = 5.0
@@ -39,15 +45,16 @@ _AXES = CouchCorrection.AXES
 
 
 class SignatureRefusedError(ServiceError):
-    """401: the user name or password is wrong; nothing was signed."""
+    """401: wrong user name or password, or not a physician; nothing was signed."""
 
     status_code = 401
 
 
-class NotAllowedToSignError(ServiceError):
-    """403: the person is not a physician; nothing was signed."""
-
-    status_code = 403
+REFUSED = (
+    "wrong user name or password, or not allowed to sign: nothing was signed. Enter your own "
+    "password again (only a physician can sign)."
+)
+SIGNERS = frozenset(roles_for(Action.SIGN_OFF))
 
 
 @dataclass(frozen=True)
@@ -59,6 +66,12 @@ class SignRequest:
     reason: str | None = None
     #: the correction to sign; None: the registration's (as the machine applies it)
     correction: CouchCorrection | None = None
+    #: the id of the fraction's latest signature, which this one replaces (None: the first)
+    supersedes: int | None = None
+    #: the client's address (the rate limit counts it)
+    client: str = "unknown"
+    #: the signed-in browser session the password was typed in (app.services.ratelimit), if any
+    session_id: int | None = None
 
 
 @dataclass(frozen=True)
@@ -70,9 +83,20 @@ class Signed:
 def sign(ctx: ServiceContext, request: SignRequest, actor: str) -> Signed:
     """Check and store one signature (see the module docstring); raises ServiceError."""
     actor = _printable(actor)[:80]  # it may carry a typed user name: never store NUL or controls
+    try:
+        user = accounts.authenticate(
+            ctx,
+            request.username,
+            request.password,
+            request.client,
+            session_id=request.session_id,
+            roles=SIGNERS,
+        )
+    except accounts.SignInError:  # counted and audited (bounded) by the rate limit
+        raise SignatureRefusedError(REFUSED) from None
     with ctx.writer() as session:
         try:
-            signer = _authenticate(session, request)
+            signer = session.get_one(User, user.id)
             signed = _sign(session, request, signer)
         except ServiceError as exc:
             session.rollback()
@@ -105,30 +129,11 @@ def sign(ctx: ServiceContext, request: SignRequest, actor: str) -> Signed:
                 "couch_correction": _correction_dict(signoff_repo.signed_correction(signed)),
                 "override_large_shift": signed.override_large_shift,
                 "record_sha256": signed.record_sha256,
+                "supersedes": signed.supersedes_id,
             },
         )
         session.commit()
         return Signed(signed, signer)
-
-
-def _authenticate(session: Session, request: SignRequest) -> User:
-    name = request.username
-    plausible = 0 < len(name) <= 64 and name.isprintable()
-    user = repo.user_by_username(session, name) if plausible else None
-    if (
-        user is None
-        or not user.active
-        or not security.verify_password(user.password_hash, request.password)
-    ):
-        raise SignatureRefusedError(
-            "wrong user name or password: nothing was signed. Enter your own password again."
-        )
-    if not may(user.role, Action.SIGN_OFF):
-        raise NotAllowedToSignError(
-            f"only a physician can sign; {user.username} has the {user.role} role: "
-            "nothing was signed"
-        )
-    return user
 
 
 def _sign(session: Session, request: SignRequest, signer: User) -> Signoff:
@@ -138,12 +143,13 @@ def _sign(session: Session, request: SignRequest, signer: User) -> Signoff:
     reason = (request.reason or "").strip() or None
     if reason is not None and len(reason) > MAX_REASON_CHARS:
         raise UnprocessableError(f"the reason is longer than {MAX_REASON_CHARS} characters")
+    supersedes = check_supersedes(session, fraction.id, request.supersedes, reason)
     if request.decision == Decision.REJECTED.value:
         if reason is None:
             raise UnprocessableError(
                 "give a reason for rejecting (for example: re-image, re-set-up the patient)"
             )
-        return _store(session, fraction, signer, Decision.REJECTED, None, reason, False)
+        return _store(session, fraction, signer, Decision.REJECTED, None, reason, False, supersedes)
     if request.decision != Decision.APPROVED.value:
         raise UnprocessableError(
             f"decision {request.decision!r} is not valid: use 'approved' or 'rejected'"
@@ -161,7 +167,7 @@ def _sign(session: Session, request: SignRequest, signer: User) -> Signoff:
             "give the reason for treating with this shift"
         )
     decision = Decision.APPROVED_ADJUSTED if adjusted else Decision.APPROVED
-    return _store(session, fraction, signer, decision, correction, reason, large)
+    return _store(session, fraction, signer, decision, correction, reason, large, supersedes)
 
 
 def _proposed(fraction: Fraction) -> CouchCorrection:
@@ -199,6 +205,7 @@ def _store(
     correction: CouchCorrection | None,
     reason: str | None,
     override: bool,
+    supersedes: int | None,
 ) -> Signoff:
     values = _correction_dict(correction) or dict.fromkeys(_AXES)
     signoff = Signoff(
@@ -210,6 +217,7 @@ def _store(
         printed_name=signer.full_name or signer.username,
         meaning=MEANINGS[decision],
         signed_at=utcnow(),
+        supersedes_id=supersedes,
         **values,
     )
     return signoff_repo.add_signoff(session, signoff, fraction, signer)

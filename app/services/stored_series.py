@@ -8,6 +8,7 @@ from app.db import repository as repo
 from app.db.models import ImageSeries
 from app.errors import UnprocessableError
 from app.services.ingest import ParsedSeries
+from app.services.patient_identity import PatientIdentity, check_has_patient_id
 from app.storage import ImageStore
 from registration import compatibility
 from registration.compatibility import SeriesExtent
@@ -19,11 +20,22 @@ def extent_of_row(row: ImageSeries) -> SeriesExtent:
 
 
 def check_patient(parsed: ParsedSeries, patient_id: str) -> None:
-    if parsed.patient_id and parsed.patient_id != patient_id:
+    check_has_patient_id(identity_of_parsed(parsed))
+    if parsed.patient_id != patient_id:
         raise UnprocessableError(
             f"the {parsed.label} belongs to patient ID {parsed.patient_id!r} but patient_id is "
             f"{patient_id!r}: check that the right patient and images were sent"
         )
+
+
+def identity_of_parsed(parsed: ParsedSeries) -> PatientIdentity:
+    return PatientIdentity(
+        parsed.label, parsed.patient_id, parsed.patient_name, parsed.patient_birth_date
+    )
+
+
+def identity_of_row(label: str, row: ImageSeries) -> PatientIdentity:
+    return PatientIdentity(label, row.patient_id, row.patient_name, row.patient_birth_date)
 
 
 def check_compatible(mvct: SeriesExtent, planning: SeriesExtent) -> None:
@@ -55,6 +67,8 @@ def get_or_place(
         study_instance_uid=parsed.study_instance_uid[:64],
         frame_of_reference_uid=parsed.frame_of_reference_uid[:64],
         patient_id=parsed.patient_id[:64],
+        patient_name=parsed.patient_name[:200],
+        patient_birth_date=parsed.patient_birth_date[:8],
         series_description=parsed.series_description[:200],
         patient_position=parsed.patient_position,
         n_files=len(parsed.files),

@@ -20,7 +20,7 @@ STATIC_DIR = Path(__file__).with_name("static")
 
 def install(app: FastAPI, settings: Settings) -> None:
     """Add the pages to ``app``; ``settings`` is the service's (the same object everywhere)."""
-    from app.web import deps, routes_auth, routes_review, routes_worklist
+    from app.web import deps, routes_auth, routes_qa, routes_review, routes_worklist
     from app.web.volumes import ReviewVolumes
 
     app.state.web_settings = settings
@@ -41,4 +41,5 @@ def install(app: FastAPI, settings: Settings) -> None:
     app.include_router(routes_auth.router)
     app.include_router(routes_worklist.router)
     app.include_router(routes_review.router)
+    app.include_router(routes_qa.router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")

@@ -14,6 +14,7 @@ from app.db.models_signoff import Decision, Signoff
 from app.services.residuals import residuals_of_correction
 from app.services.signoff import LARGE_SHIFT_MM
 from app.storage import ImageStore
+from app.web.anatomy_view import anatomy_view
 from app.web.plot import Point, translations_svg
 from app.web.worklist import machine_of
 from registration.couch import CouchCorrection, correction_as_planning_to_daily
@@ -63,6 +64,7 @@ def review_context(db: Session, store: ImageStore, fraction: Fraction) -> dict[s
         "signed_residuals": signed_residuals,
         "signed_residuals_by_name": {r["structure"]: r for r in signed_residuals or ()},
         "isocenter_source": fraction.isocenter_source,
+        "anatomy": anatomy_view(db, fraction),
         "config": _viewer_config(fraction, result, current, position),
     }
 

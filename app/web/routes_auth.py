@@ -15,7 +15,7 @@ from app.db import repository as repo
 from app.db.models import Role
 from app.deps import ContextDep, client_address
 from app.services import accounts
-from app.web import sessions
+from app.web import pre_session, sessions
 from app.web.deps import (
     SECURITY_HEADERS,
     OptionalViewer,
@@ -60,20 +60,15 @@ def login_page(
     target = safe_next(next)
     if viewer is not None and viewer.signed_in:
         return _redirect(target)
-    token = None
+    nonce = None
     if viewer is None:
-        token, viewer = _anonymous(ctx)
+        viewer = pre_session.viewer(request, settings)
+        if viewer is None:
+            nonce, viewer = pre_session.new()
     response = _login_form(request, viewer, target, settings, None, 200)
-    if token is not None:
-        _set_cookie(response, settings, token)
+    if nonce is not None:
+        pre_session.set_cookie(response, settings, nonce)
     return response
-
-
-def _anonymous(ctx: ServiceContext) -> tuple[str, Viewer]:
-    with ctx.writer() as db:
-        token, row = sessions.open_session(db, None)
-        db.commit()
-        return token, Viewer(row.id, row.csrf_secret, None)
 
 
 def _login_form(
@@ -107,10 +102,12 @@ async def login(
     next: Annotated[str, Form(max_length=2000)] = "/worklist",
 ) -> Response:
     target = safe_next(next)
+    if viewer is None:
+        viewer = pre_session.viewer(request, settings)
     if viewer is None or not sessions.csrf_valid(viewer, csrf_token, settings.max_age_seconds):
-        token: str | None = None
+        nonce: str | None = None
         if viewer is None:
-            token, fresh = await run_in_threadpool(_anonymous, ctx)
+            nonce, fresh = pre_session.new()
         else:
             fresh = viewer
         message = (
@@ -118,8 +115,8 @@ async def login(
             "enter your user name and password again"
         )
         response = _login_form(request, fresh, target, settings, message, 403)
-        if token is not None:
-            _set_cookie(response, settings, token)
+        if nonce is not None:
+            pre_session.set_cookie(response, settings, nonce)
         return response
     outcome = await run_in_threadpool(
         _check_credentials, ctx, settings, viewer, username, password, client_address(request)
@@ -128,6 +125,7 @@ async def login(
         return _login_form(request, viewer, target, settings, outcome, 401, username[:64])
     response = _redirect(target)
     _set_cookie(response, settings, outcome[0])
+    pre_session.delete_cookie(response, settings)
     return response
 
 
@@ -161,7 +159,8 @@ def _check_credentials(
             )  # fmt: skip
             db.commit()
             return f"the {user.role} role cannot use the review pages"
-        sessions.revoke(db, viewer.session_id)  # the anonymous session ends: no fixation
+        if viewer.session_id:  # an anonymous session of an older version ends: no fixation
+            sessions.revoke(db, viewer.session_id)
         sessions.purge(db, settings)
         token, row = sessions.open_session(db, user.id)
         repo.record_audit(

@@ -11,9 +11,11 @@ from fastapi.responses import FileResponse, JSONResponse, Response
 
 from app.context import ServiceContext
 from app.db import repository as repo
-from app.deps import MAX_ID, ContextDep
+from app.deps import MAX_ID, ContextDep, client_address
 from app.errors import NotFoundError, ServiceError
+from app.permissions import Action, may
 from app.schemas.signoff import MAX_ANGLE_DEG, MAX_SHIFT_MM, signoff_public
+from app.services import anatomy
 from app.services.signoff import SignRequest, sign
 from app.web import sessions
 from app.web.deps import (
@@ -142,6 +144,7 @@ def _number(text: str, label: str, limit: float) -> float | None:
 
 @router.post("/review/{fraction_id}/sign")
 async def review_sign(
+    http: Request,
     fraction_id: FractionId,
     ctx: ContextDep,
     settings: WebSettingsDep,
@@ -156,6 +159,7 @@ async def review_sign(
     pitch_deg: Annotated[str, Form(max_length=32)] = "",
     roll_deg: Annotated[str, Form(max_length=32)] = "",
     yaw_deg: Annotated[str, Form(max_length=32)] = "",
+    supersedes: Annotated[str, Form(max_length=20)] = "",
 ) -> Response:
     """Sign from the page: the session's person, their password typed again, the CSRF token."""
     if not sessions.csrf_valid(viewer, csrf_token, settings.max_age_seconds):
@@ -164,8 +168,15 @@ async def review_sign(
             "the form did not come from this page or has expired (CSRF check failed): "
             "nothing was signed; reload the page and sign again",
         )
+    if not can_sign(viewer):  # the session's role is known: no password is checked
+        raise WebRefusalError(
+            403,
+            f"only a physician can sign; you are signed in as {viewer.role}: nothing was signed",
+        )
     if not password:
         raise WebRefusalError(401, "type your password to sign: nothing was signed")
+    if supersedes.strip() and not supersedes.strip().isdigit():
+        raise WebRefusalError(422, f"supersedes {supersedes!r} is not a signature id")
     texts = (lateral_mm, longitudinal_mm, vertical_mm, pitch_deg, roll_deg, yaw_deg)
     limits = (MAX_SHIFT_MM,) * 3 + (MAX_ANGLE_DEG,) * 3
     values = [_number(t, axis, lim) for t, axis, lim in zip(texts, AXES, limits, strict=True)]
@@ -180,6 +191,9 @@ async def review_sign(
         decision=decision,
         reason=reason,
         correction=correction,
+        supersedes=int(supersedes) if supersedes.strip() else None,
+        client=client_address(http),
+        session_id=viewer.session_id,
     )
     try:
         signed = await run_in_threadpool(sign, ctx, request, f"web:{viewer.user.username}")
@@ -189,3 +203,33 @@ async def review_sign(
         raise WebRefusalError(exc.status_code, exc.detail) from None
     body = signoff_public(signed.signoff, signed.signer).model_dump(mode="json")
     return JSONResponse({"signoff": body}, status_code=201, headers=SECURITY_HEADERS)
+
+
+@router.post("/review/{fraction_id}/anatomy-acknowledgement")
+async def review_anatomy_acknowledgement(
+    fraction_id: FractionId,
+    ctx: ContextDep,
+    settings: WebSettingsDep,
+    viewer: DataViewer,
+    csrf_token: Annotated[str, Form(max_length=1000)] = "",
+    note: Annotated[str, Form(max_length=2000)] = "",
+) -> Response:
+    """A physician acknowledges the anatomy-change alert with a note; back to the page."""
+    if not sessions.csrf_valid(viewer, csrf_token, settings.max_age_seconds):
+        raise WebRefusalError(403, "the form has expired (CSRF check failed): reload the page")
+    if not may(viewer.role, Action.ACKNOWLEDGE_ANATOMY) or viewer.user is None:
+        raise WebRefusalError(403, "only a physician can acknowledge an anatomy-change alert")
+    user = viewer.user
+
+    def run() -> None:
+        with ctx.writer() as db:
+            anatomy.acknowledge_anatomy(db, fraction_id, user, note, f"web:{user.username}")
+
+    try:
+        await run_in_threadpool(run)
+    except ServiceError as exc:
+        raise WebRefusalError(exc.status_code, exc.detail) from None
+    return Response(
+        status_code=303,
+        headers={"Location": f"/review/{fraction_id}#anatomy", **SECURITY_HEADERS},
+    )

@@ -11,6 +11,7 @@ from fastapi.responses import Response
 
 from app.context import ServiceContext
 from app.deps import ContextDep
+from app.services.daily_qa import QaDay, unacknowledged_failures
 from app.web import sessions
 from app.web.deps import DataViewer, PageViewer, WebRefusalError, WebSettingsDep, page
 from app.web.worklist import Row, rows_of_day, today
@@ -33,6 +34,11 @@ def _rows(ctx: ServiceContext, day: date) -> list[Row]:
         return rows_of_day(db, ctx.store, day)
 
 
+def _qa_failures(ctx: ServiceContext) -> dict[str, list[QaDay]]:
+    with ctx.sessions() as db:
+        return unacknowledged_failures(db)
+
+
 @router.get("/worklist")
 async def worklist_page(
     request: Request,
@@ -45,6 +51,7 @@ async def worklist_page(
     rows = await run_in_threadpool(_rows, ctx, chosen)
     _prefetch(request, ctx, rows)
     context = {
+        "qa_failures": await run_in_threadpool(_qa_failures, ctx),
         "viewer": viewer.user,
         "csrf_token": sessions.csrf_token(viewer),
         "rows": rows,

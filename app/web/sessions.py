@@ -2,9 +2,10 @@
 
 * The cookie holds 32 random bytes (``secrets.token_urlsafe``); the ``browser_sessions`` row holds
   only their SHA-256, so the table opens no session. The cookie is HttpOnly, SameSite=Strict,
-  Path=/, and Secure (``__Host-`` prefixed) when ``MVCT_GUIDE_COOKIE_SECURE`` is set.
+  Path=/, and Secure (``__Host-`` prefixed) unless ``MVCT_GUIDE_COOKIE_SECURE=false``.
 * A session is valid while not revoked, used within ``session_idle_minutes`` and younger than
-  ``session_max_hours``. Sign-in replaces the anonymous session by a new one (no fixation);
+  ``session_max_hours``. It is created at sign-in only (the sign-in form needs none:
+  ``pre_session.py``), so no session id exists before sign-in to fix;
   sign-out revokes it; deactivating a user ends all of their sessions at their next request.
 * CSRF: every form carries a token made by itsdangerous (``URLSafeTimedSerializer``, HMAC-SHA1
   over the session id and a timestamp) keyed by the session's own random ``csrf_secret``: a

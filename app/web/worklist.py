@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
 
@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 from app.db import signoff_repo
 from app.db.models import Fraction, JobStatus
 from app.db.models_signoff import Decision, Signoff
+from app.services import anatomy, daily_qa
 from app.services.signoff import LARGE_SHIFT_MM
 from app.storage import ImageStore
 
@@ -37,6 +38,10 @@ class Row:
     trusted: bool | None
     warnings: tuple[str, ...] = field(default_factory=tuple)
     signed_by: str = ""
+    anatomy_alert: bool = False  #: "anatomy changed: consider re-planning"
+    anatomy_acknowledged: bool = False
+    anatomy_messages: tuple[str, ...] = ()
+    qa_verdict: str | None = None  #: a QA phantom scan's verdict (None: a patient fraction)
 
 
 def day_bounds(day: date) -> tuple[datetime, datetime]:
@@ -62,7 +67,8 @@ def fractions_of_day(db: Session, day: date) -> Sequence[Fraction]:
 def rows_of_day(db: Session, store: ImageStore, day: date) -> list[Row]:
     fractions = fractions_of_day(db, day)
     signed = signoff_repo.latest_signoffs(db, [f.id for f in fractions])
-    rows = [_row(f, signed.get(f.id), store) for f in fractions]
+    alerts = _Alerts(db)
+    rows = [alerts.add(_row(f, signed.get(f.id), store), f) for f in fractions]
     return sorted(rows, key=lambda r: (r.machine, r.patient_id, r.fraction_number, r.fraction_id))
 
 
@@ -92,6 +98,38 @@ def _row(fraction: Fraction, signoff: Signoff | None, store: ImageStore) -> Row:
         warnings=() if result is None else result.engine_result.warnings,
         signed_by="" if signoff is None else signoff.printed_name,
     )
+
+
+class _Alerts:
+    """The QA verdicts and anatomy alerts of the day's fractions, judged once per course."""
+
+    def __init__(self, db: Session) -> None:
+        self._db = db
+        self._qa: dict[int, dict[int, daily_qa.QaDay] | None] = {}
+        self._anatomy: dict[int, dict[int, anatomy.AnatomyEntry]] = {}
+
+    def add(self, row: Row, fraction: Fraction) -> Row:
+        course_id = fraction.course_id
+        if course_id not in self._qa:
+            qa = daily_qa.qa_course_of(self._db, course_id)
+            days = None if qa is None else daily_qa.course_days(self._db, qa)
+            self._qa[course_id] = None if days is None else {d.fraction_id: d for d in days}
+        qa_days = self._qa[course_id]
+        if qa_days is not None:
+            day = qa_days.get(fraction.id)
+            return row if day is None else replace(row, qa_verdict=day.verdict)
+        if course_id not in self._anatomy:
+            entries = anatomy.course_anatomy(self._db, course_id)
+            self._anatomy[course_id] = {e.fraction_id: e for e in entries}
+        entry = self._anatomy[course_id].get(fraction.id)
+        if entry is None or not entry.alert.alert:
+            return row
+        return replace(
+            row,
+            anatomy_alert=True,
+            anatomy_acknowledged=entry.acknowledged is not None,
+            anatomy_messages=entry.alert.messages,
+        )
 
 
 def _status(fraction: Fraction, signoff: Signoff | None) -> tuple[str, str]:

@@ -58,7 +58,9 @@ def wait_for(condition: Callable[[], Any], timeout_s: float = 30.0) -> Any:
 
 @pytest.fixture
 def stow_settings(tmp_path: Path, database_url: str) -> Settings:
-    return sf.make_settings(tmp_path, database_url, dicom_quiet_s=0.2)
+    return sf.make_settings(
+        tmp_path, database_url, dicom_quiet_s=0.2, dicom_planning_pattern=sf.PLANNING_PATTERN
+    )
 
 
 @pytest.fixture
@@ -125,10 +127,13 @@ def test_a_planning_ct_and_an_mvct_sent_by_stow_rs_become_a_course_and_a_queued_
 def test_an_mvct_that_arrives_before_its_planning_ct_waits_and_is_used_when_it_comes(
     tmp_path: Path, database_url: str, series: sf.Samples
 ) -> None:
-    # a lone MVCT would be "the longest series" of a new patient: this console is named as the
-    # MVCT sender (the AE rule; for STOW-RS the sender is the API key's name)
+    # the senders are named (the AE rule; for STOW-RS the sender is the API key's name)
     settings = sf.make_settings(
-        tmp_path, database_url, dicom_quiet_s=0.2, dicom_mvct_aes="console-stow"
+        tmp_path,
+        database_url,
+        dicom_quiet_s=0.2,
+        dicom_mvct_aes="console-stow",
+        dicom_planning_aes="planning-system",
     )
     with TestClient(create_app(settings)) as client:
         key = sf.add_api_key(client, "console-stow")
@@ -189,7 +194,7 @@ def test_an_instance_sent_again_is_answered_stored_and_the_first_copy_is_kept(
     with stow.app.state.context.sessions() as session:
         kept = session.scalars(select(DicomInstance)).one()
     stored = dcmread(stow.app.state.dicom.inbox.path_for(kept.file_sha256))
-    assert stored.SeriesDescription == ""
+    assert stored.SeriesDescription == sf.MVCT_DESCRIPTION
 
 
 @pytest.mark.parametrize(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import service_fixtures as sf
 from service_fixtures import TestClient
 
 
@@ -21,9 +22,10 @@ def test_readyz_is_503_while_no_worker_is_warm(client: TestClient) -> None:
 
 
 def test_openapi_documents_the_console_endpoints(client: TestClient) -> None:
-    paths = client.get("/openapi.json").json()["paths"]
+    key = sf.add_api_key(client, "reader")
+    paths = client.get("/openapi.json", headers=key).json()["paths"]
     assert "/api/v1/fractions" in paths
     assert "/api/v1/fractions/{fraction_id}" in paths
     assert "/api/v1/courses" in paths
     assert "/api/v1/patients/{patient_id}/fractions" in paths
-    assert client.get("/docs").status_code == 200
+    assert client.get("/docs", headers=key).status_code == 200

@@ -21,8 +21,9 @@ import SimpleITK as sitk
 from service_fixtures import TestClient, create_app
 from sqlalchemy import select, update
 
-from app.db.models import AuditEvent, Role, User
+from app.db.models import AuditEvent, Role, User, utcnow
 from app.db.models_signoff import BrowserSession, Signoff
+from app.services import ratelimit
 from app.web.volumes import NO_DATA, Box, review_grid
 from registration.couch import CouchCorrection, correction_as_planning_to_daily
 from registration.dicom_series import read_ct_series
@@ -102,8 +103,7 @@ def test_signing_in_sets_an_httponly_strict_cookie_whose_token_is_stored_only_ha
     assert "Secure" not in cookie
     token = cookie.split(";")[0].split("=", 1)[1]
     rows = sessions_rows(web)
-    assert [r.user_id is not None for r in rows] == [False, True]
-    assert rows[0].revoked_at is not None  # the anonymous sign-in session ended: no fixation
+    assert [r.user_id is not None for r in rows] == [True]  # created at sign-in only
     assert all(token not in (r.token_sha256, r.csrf_secret) for r in rows)
     page = web.get("/worklist")
     assert page.status_code == 200 and "dr-who (test)" in page.text
@@ -116,7 +116,7 @@ def test_a_secure_deployment_sends_a_host_prefixed_secure_cookie(web: TestClient
     web.app.state.web_settings = settings.model_copy(update={"cookie_secure": True})  # type: ignore[attr-defined]
     response = web.get("/login")
     cookie = response.headers["set-cookie"]
-    assert cookie.startswith("__Host-mvct_guide_session=") and "Secure" in cookie
+    assert cookie.startswith("__Host-mvct_guide_login=") and "Secure" in cookie
 
 
 def test_a_wrong_password_or_a_missing_csrf_token_does_not_sign_in(web: TestClient) -> None:
@@ -126,7 +126,9 @@ def test_a_wrong_password_or_a_missing_csrf_token_does_not_sign_in(web: TestClie
     forged = web.post("/login", data={"username": "dr-who", "password": PASSWORD})
     assert forged.status_code == 403 and "did not come from this page" in forged.text
     assert web.get("/worklist").status_code == 303
-    with web.app.state.context.sessions() as db:  # type: ignore[attr-defined]
+    with web.app.state.context.writer() as db:  # type: ignore[attr-defined]
+        ratelimit.flush_audit(db, utcnow() + timedelta(minutes=2))
+        db.commit()
         actions = list(db.scalars(select(AuditEvent.action)))
     assert actions.count("sign_in_failed") == 1 and "signed_in" not in actions
 

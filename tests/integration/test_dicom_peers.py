@@ -92,6 +92,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory, warm_pool: WorkerPool) -> It
         dicom_port=dicom_port,
         dicom_quiet_s=1.0,
         dicom_allowed_aes="ORTHANC",
+        dicom_planning_pattern=sf.PLANNING_PATTERN,
     )
     app = create_app(settings, pool=warm_pool)
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))

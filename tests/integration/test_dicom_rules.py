@@ -6,12 +6,13 @@ import doctest
 import re
 
 import pytest
+from pydantic import ValidationError
 
 import app.dicom.rules
 from app.config import Settings
 from app.db.models_dicom import SeriesKind
 from app.dicom import DicomError
-from app.dicom.rules import SeriesFacts, SeriesRules, ae_titles, classify
+from app.dicom.rules import SeriesFacts, SeriesRules, ae_titles, allowed_callers, classify
 
 CTRUE = SeriesRules(mvct_pattern=re.compile("CTrue Image Set", re.IGNORECASE))
 
@@ -24,36 +25,43 @@ def test_the_sending_ae_decides_before_the_series_description() -> None:
     rules = SeriesRules(
         planning_aes=frozenset({"TPS"}), mvct_pattern=re.compile("CTrue", re.IGNORECASE)
     )
-    kind, reason = classify(SeriesFacts("TPS", "CTrue Image Set", 120.0), rules, 0.0)
+    kind, reason = classify(SeriesFacts("TPS", "CTrue Image Set", 120.0), rules)
     assert kind is SeriesKind.PLANNING
     assert "TPS" in reason
 
 
 def test_a_tomotherapy_mvct_is_recognised_by_its_series_description() -> None:
-    kind, _ = classify(SeriesFacts("CONSOLE", "ctrue image set", 300.0), CTRUE, 100.0)
+    kind, _ = classify(SeriesFacts("CONSOLE", "ctrue image set", 300.0), CTRUE)
     assert kind is SeriesKind.MVCT
 
 
-@pytest.mark.parametrize(
-    ("extent_mm", "longest_other_mm", "expected"),
-    [
-        (180.0, 0.0, SeriesKind.PLANNING),
-        (120.0, 180.0, SeriesKind.MVCT),
-        (180.0, 180.0, SeriesKind.MVCT),
-    ],
-)
-def test_an_unmatched_series_is_the_planning_ct_only_when_it_is_the_longest_of_the_patient(
-    extent_mm: float, longest_other_mm: float, expected: SeriesKind
-) -> None:
-    kind, _ = classify(SeriesFacts("X", "Helical CT", extent_mm), CTRUE, longest_other_mm)
-    assert kind is expected
+def test_a_series_no_rule_identifies_is_held_unassigned_however_long_it_is() -> None:
+    kind, reason = classify(SeriesFacts("ARCHIVE", "CT THORAX W/O", 380.0), CTRUE)
+    assert kind is None
+    assert "no rule identified it" in reason and "'ARCHIVE'" in reason and "380 mm" in reason
 
 
-@pytest.mark.parametrize("unmatched", ["planning", "mvct", "ignored"])
+@pytest.mark.parametrize("unmatched", ["mvct", "ignored"])
 def test_the_unmatched_rule_can_name_one_kind_for_every_unmatched_series(unmatched: str) -> None:
     rules = SeriesRules(unmatched="ignore" if unmatched == "ignored" else unmatched)
-    kind, _ = classify(SeriesFacts("X", "", 100.0), rules, 500.0)
-    assert kind.value == unmatched
+    kind, _ = classify(SeriesFacts("X", "", 100.0), rules)
+    assert kind is not None and kind.value == unmatched
+
+
+@pytest.mark.parametrize("value", ["longest", "planning"])
+def test_an_unmatched_rule_that_would_make_any_series_a_planning_ct_is_refused(
+    value: str,
+) -> None:
+    with pytest.raises(ValidationError, match="never made a planning CT"):
+        Settings(dicom_unmatched_series=value)
+
+
+def test_the_scp_accepts_the_ae_titles_configured_anywhere_and_none_by_default() -> None:
+    assert allowed_callers(Settings()) == frozenset()
+    settings = Settings(
+        dicom_allowed_aes="QA", dicom_mvct_aes="TOMO1", dicom_planning_aes="TPS, TOMO1"
+    )
+    assert allowed_callers(settings) == frozenset({"QA", "TOMO1", "TPS"})
 
 
 def test_bad_patterns_and_ae_titles_are_refused_with_the_setting_named() -> None:

@@ -88,6 +88,7 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
         **os.environ,
         "MVCT_GUIDE_WORKERS": "1",
         "MVCT_GUIDE_DICOM_ALLOWED_AES": "STORESCU,ECHOSCU,PYNETDICOM",
+        "MVCT_GUIDE_DICOM_PLANNING_PATTERN": "^Planning CT",
         "MVCT_GUIDE_DICOM_QUIET_S": "1",
     }
     log = (root / "server.log").open("wb")

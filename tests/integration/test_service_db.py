@@ -40,7 +40,9 @@ def test_sqlite_runs_in_wal_mode_with_foreign_keys_on(sqlite_url: str) -> None:
     engine.dispose()
 
 
-@pytest.mark.parametrize("table", ["audit_events", "registration_results"])
+@pytest.mark.parametrize(
+    "table", ["audit_events", "registration_results", "acknowledgements", "qa_offsets"]
+)
 def test_append_only_tables_refuse_update_and_delete_at_database_level(
     database_url: str, table: str
 ) -> None:
@@ -56,6 +58,27 @@ def test_append_only_tables_refuse_update_and_delete_at_database_level(
             )
         else:
             _insert_result_chain(connection)
+        if table == "qa_offsets":
+            connection.execute(
+                text(
+                    "INSERT INTO qa_offsets (fraction_id, lateral_mm, longitudinal_mm, vertical_mm,"
+                    " pitch_deg, roll_deg, yaw_deg, entered_by, at) VALUES"
+                    " (1, 5, -3, 2, 0, 0, 0, 'test', CURRENT_TIMESTAMP)"
+                )
+            )
+        if table == "acknowledgements":
+            connection.execute(
+                text(
+                    "INSERT INTO users (id, username, full_name, role, password_hash, active,"
+                    " created_at) VALUES (1, 'dr', 'Dr', 'physician', 'x', true, CURRENT_TIMESTAMP)"
+                )
+            )
+            connection.execute(
+                text(
+                    "INSERT INTO acknowledgements (fraction_id, kind, user_id, printed_name, note,"
+                    " at) VALUES (1, 'anatomy', 1, 'Dr', 'seen', CURRENT_TIMESTAMP)"
+                )
+            )
     statements = [f"UPDATE {table} SET id = id", f"DELETE FROM {table}"]
     if not is_sqlite(database_url):
         statements.append(f"TRUNCATE {table} CASCADE")

@@ -48,6 +48,7 @@ from sqlalchemy.orm import Session, contains_eager, lazyload
 from app.db import signoff_repo
 from app.db.models import Course, Fraction, RegistrationResult
 from app.db.models_signoff import Signoff
+from app.services.anatomy import ALERT_WARNING, course_anatomy
 from app.services.reports import (
     FractionRow,
     Report,
@@ -89,6 +90,8 @@ class Selection:
     margins_mm: dict[str, float]  #: PTV margin of each listed course (by course id)
     n_without_result: int  #: fractions of the period not listed: no registration result
     known_sites: tuple[str, ...]  #: every site of the courses table (when the site matched none)
+    #: one sentence per patient with an anatomy-change alert on a fraction of the period
+    anatomy_flags: tuple[str, ...] = ()
 
 
 def _day_bounds(period: ReportPeriod) -> tuple[datetime.datetime, datetime.datetime]:
@@ -213,7 +216,36 @@ def select_rows(session: Session, request: ReportRequest) -> Selection:
         margins_mm=margins,
         n_without_result=sum(1 for _, r in found if r is None),
         known_sites=known_sites,
+        anatomy_flags=tuple(_anatomy_flags(session, [f for f, _ in found])),
     )
+
+
+def _anatomy_flags(session: Session, fractions: Sequence[Fraction]) -> list[str]:
+    """The patients flagged "anatomy changed: consider re-planning" in the period, per course:
+    the latest flagged fraction of the period, why, and whether a physician acknowledged it."""
+    in_period = {f.id for f in fractions}
+    flags = []
+    for course_id in sorted({f.course_id for f in fractions}):
+        flagged = [
+            e
+            for e in course_anatomy(session, course_id)
+            if e.fraction_id in in_period and e.alert.alert
+        ]
+        if not flagged:
+            continue
+        last = flagged[-1]
+        patient = next(f.patient_id for f in fractions if f.id == last.fraction_id)
+        numbers = ", ".join(str(e.fraction_number) for e in flagged)
+        ack = (
+            f"acknowledged by {last.acknowledged.printed_name}: {last.acknowledged.note}"
+            if last.acknowledged is not None
+            else "not acknowledged"
+        )
+        flags.append(
+            f"{ALERT_WARNING} — patient {patient}, course {course_id}, fraction(s) {numbers}: "
+            f"{'; '.join(last.alert.messages)} ({ack})."
+        )
+    return flags
 
 
 def _margin_in_use(request: ReportRequest, selection: Selection, default_mm: float) -> float:
@@ -236,6 +268,7 @@ def _notes(request: ReportRequest, selection: Selection, margin_mm: float) -> li
             f"No course of site {request.site!r} has fractions in this period; the sites of the "
             f"courses are: {sites}."
         )
+    notes.extend(selection.anatomy_flags)
     by_margin = Counter(selection.margins_mm.values())
     if set(by_margin) - {margin_mm}:
         listed = ", ".join(

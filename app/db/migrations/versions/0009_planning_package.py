@@ -1,7 +1,7 @@
 """planning package: RT Structure Sets and RT Plans of a course, isocentre source, residuals
 
 Revision ID: 0009
-Revises: 0005
+Revises: 0006
 
 ``planning_objects`` holds a course's RT objects; courses gain the match-structure and residual
 warning settings, fractions where their isocentre came from and which RT objects they used,
@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0009"
-down_revision = "0005"
+down_revision = "0006"
 branch_labels = None
 depends_on = None
 
