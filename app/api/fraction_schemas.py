@@ -72,6 +72,15 @@ class VerificationOut(BaseModel):
     trusted: bool | None = None
 
 
+class ResidualOut(BaseModel):
+    """What is left at one structure's surface after the couch applies a correction (mm)."""
+
+    structure: str
+    type: str
+    max_mm: float
+    p95_mm: float
+
+
 class FractionPublic(BaseModel):
     """A fraction, with the engine's result once ``status`` is ``done``."""
 
@@ -98,6 +107,18 @@ class FractionPublic(BaseModel):
         default=None, description="4×4 M: the anatomy at planning point p (LPS mm) is at M·p today"
     )
     isocenter_lps_mm: list[float] | None = None
+    isocenter_source: str | None = Field(
+        default=None,
+        description="where the isocentre came from: rtplan, request, course or mvct_centre "
+        "(then the result is never trusted)",
+    )
+    residuals: list[ResidualOut] | None = Field(
+        default=None,
+        description="per structure, what is left after the couch applies couch_correction",
+    )
+    signed_residuals: list[ResidualOut] | None = Field(
+        default=None, description="the same for the signed correction (None until signed)"
+    )
     quality: QualityOut | None = None
     trusted: bool | None = None
     warnings: list[str] = Field(default_factory=list)
@@ -174,6 +195,7 @@ def fraction_public(
     fraction: Fraction,
     base_url: str,
     signoff: SignoffPublic | None = None,
+    signed_residuals: list[dict[str, Any]] | None = None,
     *,
     anatomy: AnatomyEntry | None = None,
     anatomy_note: str | None = None,
@@ -197,6 +219,11 @@ def fraction_public(
         mode=fraction.mode,
         margin_mm=margin,
         isocenter_lps_mm=None if None in iso else list(iso),  # type: ignore[arg-type]
+        isocenter_source=fraction.isocenter_source,
+        warnings=list(fraction.planning_warnings or ()),
+        signed_residuals=None
+        if signed_residuals is None
+        else [ResidualOut(**r) for r in signed_residuals],
         error=job.error,
         attempts=job.attempts,
         review_url=review_url(base_url, fraction.id),
@@ -226,6 +253,7 @@ def fraction_public(
             "isocenter_lps_mm": stored["isocenter_lps_mm"],
             "quality": QualityOut(**stored["quality"]),
             "trusted": result.trusted,
+            "residuals": [ResidualOut(**r) for r in fraction.result.residuals or ()],
             "warnings": list(result.warnings)
             + ([ALERT_WARNING] if anatomy is not None and anatomy.alert.alert else []),
             "engine_version": result.engine_version,

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from functools import partial
-from typing import Annotated
+from pathlib import Path as FsPath
+from typing import Annotated, Any
 
 from fastapi import (
     APIRouter,
@@ -33,7 +35,8 @@ from app.schemas.common import ERROR_RESPONSES, ErrorOut
 from app.schemas.signoff import SignoffPublic, signoff_public
 from app.services import anatomy, daily_qa
 from app.services.fractions import FractionRequest, Received, receive_fraction
-from app.services.ingest import Upload, save_uploads, upload_folder
+from app.services.ingest import Upload, UploadedFiles, save_uploads, upload_folder
+from app.services.residuals import residuals_of_correction
 from registration.couch import CouchCorrection, Dof
 from registration.geometry import LpsPoint
 from registration.result import Mode
@@ -69,6 +72,34 @@ SeriesUidField = Annotated[
         description="SeriesInstanceUID to read when the upload holds several series",
     ),
 ]
+
+
+RtStructField = Annotated[
+    list[UploadFile] | None,
+    File(description="the RT Structure Set drawn on the planning CT (one DICOM file)"),
+]
+RtPlanField = Annotated[
+    list[UploadFile] | None,
+    File(description="the RT Plan of the planning CT (one DICOM file); gives the isocentre"),
+]
+
+
+@dataclass(frozen=True)
+class RtUploads:
+    """The ``rtstruct`` and ``rtplan`` fields of a request, as sent."""
+
+    rtstruct: Sequence[Upload] | None = None
+    rtplan: Sequence[Upload] | None = None
+
+    def save(self, work: FsPath, limit: int) -> tuple[UploadedFiles | None, UploadedFiles | None]:
+        saved = [
+            None if not files else save_uploads(files, work / name, label, limit)
+            for files, name, label in (
+                (self.rtstruct, "rtstruct", "RT Structure Set"),
+                (self.rtplan, "rtplan", "RT Plan"),
+            )
+        ]
+        return saved[0], saved[1]
 
 
 QaOffsetField = Annotated[
@@ -140,6 +171,8 @@ async def post_fraction(
         list[UploadFile] | None,
         File(description="the planning CT the same way (or give course_id)"),
     ] = None,
+    rtstruct: RtStructField = None,
+    rtplan: RtPlanField = None,
     course_id: Annotated[int | None, Form(ge=1, le=MAX_ID)] = None,
     isocenter: IsocenterField = None,
     fraction_number: Annotated[int | None, Form(ge=1, le=1000)] = None,
@@ -171,7 +204,13 @@ async def post_fraction(
     if qa_offset is not None:
         await run_in_threadpool(_check_qa_course, ctx, course_id)
     received = await run_in_threadpool(
-        _save_and_receive, ctx, mvct, planning or None, fraction_request, principal.actor
+        _save_and_receive,
+        ctx,
+        mvct,
+        planning or None,
+        RtUploads(rtstruct or None, rtplan or None),
+        fraction_request,
+        principal.actor,
     )
     if qa_offset is not None and received.created:
         await run_in_threadpool(
@@ -210,16 +249,20 @@ def get_fraction(
     fraction = repo.fraction_by_id(session, fraction_id)
     if fraction is None:
         raise NotFoundError(f"fraction {fraction_id} does not exist")
-    return fraction_view(session, fraction, base_url(request, ctx))
+    return fraction_view(ctx, session, fraction, base_url(request, ctx))
 
 
-def fraction_view(session: Session, fraction: Fraction, base: str) -> FractionPublic:
-    """The fraction's public view with its signature, anatomy figures and alert, QA verdict."""
+def fraction_view(
+    ctx: ServiceContext, session: Session, fraction: Fraction, base: str
+) -> FractionPublic:
+    """The fraction's public view with its signature, the residuals of the signed correction,
+    anatomy figures and alert, QA verdict."""
     qa = daily_qa.fraction_qa(session, fraction)
     return fraction_public(
         fraction,
         base,
         current_signoff(session, fraction.id),
+        signed_residuals(ctx, session, fraction),
         anatomy=None if qa is not None else anatomy.fraction_anatomy(session, fraction),
         anatomy_note=anatomy.figures_note(session, fraction.id),
         qa=qa,
@@ -250,10 +293,23 @@ def current_signoff(session: Session, fraction_id: int) -> SignoffPublic | None:
     return signoff_public(latest, signoff_repo.signer_of(session, latest))
 
 
+def signed_residuals(
+    ctx: ServiceContext, session: Session, fraction: Fraction
+) -> list[dict[str, Any]] | None:
+    """Residuals of the signed correction (None until a correction is signed)."""
+    latest = signoff_repo.latest_signoffs(session, [fraction.id]).get(fraction.id)
+    correction = None if latest is None else signoff_repo.signed_correction(latest)
+    if correction is None:
+        return None
+    assessment = residuals_of_correction(ctx.store, session, fraction, correction)
+    return None if assessment is None else assessment.residuals
+
+
 def _save_and_receive(
     ctx: ServiceContext,
     mvct: Sequence[Upload],
     planning: Sequence[Upload] | None,
+    rt: RtUploads,
     request: Callable[..., FractionRequest],
     actor: str,
 ) -> Received:
@@ -266,7 +322,12 @@ def _save_and_receive(
             if not planning
             else save_uploads(planning, work / "planning", "planning CT", limit)
         )
-        return receive_fraction(ctx, request(mvct=saved_mvct, planning=saved_planning), actor)
+        rtstruct, rtplan = rt.save(work, limit)
+        return receive_fraction(
+            ctx,
+            request(mvct=saved_mvct, planning=saved_planning, rtstruct=rtstruct, rtplan=rtplan),
+            actor,
+        )
 
 
 def _load(ctx: ServiceContext, fraction_id: int, base: str) -> tuple[FractionPublic, int | None]:
@@ -274,5 +335,5 @@ def _load(ctx: ServiceContext, fraction_id: int, base: str) -> tuple[FractionPub
         fraction = repo.fraction_by_id(session, fraction_id)
         if fraction is None:  # pragma: no cover - it was committed before
             raise NotFoundError(f"fraction {fraction_id} does not exist")
-        view = fraction_view(session, fraction, base)
+        view = fraction_view(ctx, session, fraction, base)
         return view, fraction.job.error_status

@@ -32,6 +32,11 @@ if TYPE_CHECKING:
     from registration.rigid import PreparedPlanning
     from registration.volume import CtVolume
 
+#: Adds the planning package's warnings to a result, and gives its residuals per structure.
+Judge = Callable[
+    ["RegistrationResult", "CtVolume"], tuple["RegistrationResult", tuple[dict[str, Any], ...]]
+]
+
 #: Worst first: the batch exits with the first of these that any MVCT had.
 _SEVERITY = (EXIT_BAD_INPUT, EXIT_NOT_TRUSTED, EXIT_OK)
 
@@ -56,6 +61,9 @@ class MvctOutcome:
     result: RegistrationResult | None
     error: str = ""
     series_uid: str = ""
+    #: per structure, what is left after the couch's correction (``register --rtstruct``);
+    #: None: not judged (``retro``)
+    residuals: tuple[dict[str, Any], ...] | None = None
 
     @property
     def exit_status(self) -> int:
@@ -71,7 +79,10 @@ class MvctOutcome:
         }
         if self.result is None:
             return {**head, "error": self.error}
-        return {**head, **self.result.to_dict()}
+        body = {**head, **self.result.to_dict()}
+        if self.residuals is not None:
+            body["residuals"] = list(self.residuals)
+        return body
 
 
 def worst_status(statuses: Sequence[int]) -> int:
@@ -151,8 +162,12 @@ def register_sources(
     progress: Progress,
     *,
     read: Callable[[MvctSource], CtVolume],
+    judge: Judge | None = None,
 ) -> Iterator[MvctOutcome]:
-    """Register each source in turn against ``prepared``; a bad MVCT does not stop the others."""
+    """Register each source in turn against ``prepared``; a bad MVCT does not stop the others.
+
+    ``judge`` (the planning package's) adds its warnings and residuals to each result before
+    its status is reported."""
     from registration.elastix_run import itk_load_count
     from registration.errors import RegistrationError
     from registration.rigid import register
@@ -164,7 +179,11 @@ def register_sources(
         try:
             daily = read(source)
             series_uid = daily.series_instance_uid
-            outcome = MvctOutcome(source, register(prepared, daily, options), "", series_uid)
+            result = register(prepared, daily, options)
+            residuals = None
+            if judge is not None:
+                result, residuals = judge(result, daily)
+            outcome = MvctOutcome(source, result, "", series_uid, residuals)
         except (RegistrationError, ValueError, OSError) as exc:
             outcome = MvctOutcome(source, None, str(exc), series_uid)
         progress.registered(

@@ -177,8 +177,14 @@ def _post_fraction(base: str, key: str, samples: Path) -> tuple[int, dict[str, A
     fields: list[tuple[str, str | tuple[str, bytes]]] = [
         ("patient_id", _patient_id(mvct_files) or DEMO_PATIENT_ID)
     ]
+    # the planning package of the samples: the RT Plan gives the isocentre, the structures show
+    # on the review page (the sample objects are UNAPPROVED: synthetic, never clinically approved)
+    package = [(name, samples / f"{name}.dcm") for name in ("rtstruct", "rtplan")]
+    for name, path in package:
+        if path.is_file():
+            fields.append((name, (path.name, path.read_bytes())))
     isocenter = _sample_isocenter(samples)
-    if isocenter:
+    if isocenter and not (samples / "rtplan.dcm").is_file():
         fields.append(("isocenter", isocenter))
     for name in ("planning", "mvct"):
         for path in sorted(p for p in (samples / name).rglob("*") if p.is_file()):
@@ -289,6 +295,17 @@ def format_correction(fraction: dict[str, Any], expected: Any = None) -> str:
         f"  beyond the {fraction.get('margin_mm')} mm PTV margin: "
         f"{'YES' if fraction.get('exceeds_margin') else 'no'}"
     )
+    if fraction.get("isocenter_source"):
+        iso = fraction.get("isocenter_lps_mm") or []
+        lines.append(
+            f"  isocentre        {', '.join(f'{v:.1f}' for v in iso)} mm LPS, "
+            f"from {fraction['isocenter_source']}"
+        )
+    for residual in fraction.get("residuals") or []:
+        lines.append(
+            f"  left at {residual['structure']:<16} max {residual['max_mm']:.1f} mm, "
+            f"95 % {residual['p95_mm']:.1f} mm"
+        )
     for warning in fraction.get("warnings") or []:
         lines.append(f"  warning: {warning}")
     lines.append(f"Review: {fraction.get('review_url')}")

@@ -4,7 +4,8 @@ Exit status: 0 success, 2 bad input (message on stderr, no traceback), 3 result 
 (the result is still printed). With several MVCTs (``--mvct`` repeated, a folder of MVCT
 series, a CSV of fractions; see :mod:`app.cli.batch`) every MVCT is registered in the one
 process (ITK loaded once, the planning CT prepared once) and the exit status is the worst of
-the per-MVCT statuses, ordered 0 < 3 < 2.
+the per-MVCT statuses, ordered 0 < 3 < 2. ``--rtstruct``/``--rtplan`` (:mod:`app.cli.package`)
+are read once and judge every MVCT: the plan's isocentre, residuals per structure, warnings.
 """
 
 from __future__ import annotations
@@ -66,6 +67,38 @@ def add_commands(sub: Any) -> None:
         "--roi-radius-mm", type=float, help="match only within this radius of the isocentre"
     )
     reg.add_argument(
+        "--rtstruct",
+        type=Path,
+        help="the RT Structure Set drawn on the planning CT: residuals per structure",
+    )
+    reg.add_argument(
+        "--rtplan", type=Path, help="the RT Plan: its isocentre is used unless --isocenter"
+    )
+    reg.add_argument(
+        "--match-structure",
+        metavar="NAME",
+        help="register on this structure of --rtstruct (a ROI name, or PTV: every PTV-type ROI) "
+        "plus --match-margin-mm, in the planning frame",
+    )
+    reg.add_argument(
+        "--match-margin-mm",
+        type=float,
+        default=15.0,
+        help="margin around --match-structure, mm (default 15)",
+    )
+    reg.add_argument(
+        "--ptv-margin-mm",
+        type=float,
+        default=3.0,
+        help="CTV→PTV margin: a PTV residual of half of it or more is a warning (default 3)",
+    )
+    reg.add_argument(
+        "--prv-margin-mm",
+        type=float,
+        default=3.0,
+        help="serial organs at risk (cord, brainstem, optic, chiasm): their margin (default 3)",
+    )
+    reg.add_argument(
         "--json", action="store_true", help="print one JSON object per MVCT, one per line"
     )
     reg.add_argument(
@@ -109,11 +142,12 @@ def add_commands(sub: Any) -> None:
 def run_register(args: argparse.Namespace) -> int:
     from app.cli.batch import load_engine, register_sources, worst_status
     from app.cli.progress import progress_for
+    from app.jobs.residuals import residual_table
     from registration.errors import RegistrationError
     from registration.rigid import prepare_planning
 
     try:
-        options, planning, sources = _inputs(args)
+        options, planning, sources, package = _inputs(args)
     except (RegistrationError, ValueError, OSError) as exc:
         print(f"mvct-guide register: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
@@ -129,6 +163,7 @@ def run_register(args: argparse.Namespace) -> int:
             options,
             progress,
             read=lambda s: _read(s.path, args.patient_position, s.series_uid),
+            judge=package.judge,
         )
         for outcome in outcomes:
             statuses.append(outcome.exit_status)
@@ -141,13 +176,16 @@ def run_register(args: argparse.Namespace) -> int:
             else:
                 if len(sources) > 1:
                     print(f"== MVCT {len(statuses)}/{len(sources)}: {outcome.source.label}")
-                print(format_result(outcome.result), flush=True)
+                table = residual_table(list(outcome.residuals or ()))
+                print("\n".join([format_result(outcome.result), *table]), flush=True)
     return worst_status(statuses)
 
 
-def _inputs(args: argparse.Namespace) -> tuple[Any, Any, Any]:
-    """Options, the planning CT (read) and the MVCT sources (not read yet); raise on bad input."""
+def _inputs(args: argparse.Namespace) -> tuple[Any, Any, Any, Any]:
+    """Options, the planning CT (read), the MVCT sources (not read yet) and the planning
+    package (read once, judges every MVCT); raise on bad input."""
     from app.cli.batch import expand_mvct_sources
+    from app.cli.package import read_package
     from registration.couch import Dof
     from registration.geometry import LpsPoint
     from registration.result import Mode, RegistrationOptions, SphereRoi
@@ -155,24 +193,33 @@ def _inputs(args: argparse.Namespace) -> tuple[Any, Any, Any]:
     _require_exists(args.planning, "planning CT")
     for mvct in args.mvct:
         _require_exists(mvct, "MVCT")
-    isocenter = LpsPoint.parse(args.isocenter) if args.isocenter else None
+    if args.isocenter:
+        LpsPoint.parse(args.isocenter)  # a malformed value is refused before anything is read
+    planning = _read(args.planning, args.patient_position, args.planning_series)
+    package = read_package(args, planning)
     roi = None
     if args.roi_radius_mm is not None:
-        if isocenter is None:
-            raise ValueError("--roi-radius-mm needs --isocenter (the sphere is centred on it)")
+        if package.isocenter is None:
+            raise ValueError(
+                "--roi-radius-mm needs --isocenter or --rtplan (the sphere is centred on it)"
+            )
         if args.roi_radius_mm <= 0:
             raise ValueError(f"--roi-radius-mm must be positive, not {args.roi_radius_mm}")
-        roi = SphereRoi(isocenter, args.roi_radius_mm)
-    planning = _read(args.planning, args.patient_position, args.planning_series)
+        roi = SphereRoi(package.isocenter, args.roi_radius_mm)
+    region = package.planning_region(args, planning.image)
     sources = expand_mvct_sources(
         args.mvct, args.mvct_series, skip_series=planning.series_instance_uid
     )
     if not sources:
         raise ValueError(f"no CT series found in {', '.join(map(str, args.mvct))}")
     options = RegistrationOptions(
-        isocenter=isocenter, dof=Dof(args.dof), mode=Mode(args.mode), roi=roi
+        isocenter=package.isocenter,
+        dof=Dof(args.dof),
+        mode=Mode(args.mode),
+        roi=roi,
+        planning_region=region,
     )
-    return options, planning, sources
+    return options, planning, sources, package
 
 
 def _read(path: Path, patient_position: str | None, series_uid: str | None) -> Any:

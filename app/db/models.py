@@ -232,6 +232,15 @@ class Course(Base):
     dof: Mapped[Dof] = mapped_column(IntEnumColumn(Dof))
     mode: Mapped[Mode] = mapped_column(EnumColumn(Mode, 16))
     site: Mapped[str] = mapped_column(String(100), default="")
+    #: a ROI name (or "PTV": every PTV-type ROI) whose region drives the registration
+    match_structure: Mapped[str | None] = mapped_column(String(64), default=None)
+    match_margin_mm: Mapped[float] = mapped_column(Float, default=15.0)
+    #: planning-risk-volume margin of the serial organs at risk (residual warnings)
+    prv_margin_mm: Mapped[float] = mapped_column(Float, default=3.0)
+    #: comma-separated name parts that make an ORGAN ROI a serial organ at risk
+    serial_oar_names: Mapped[str] = mapped_column(
+        String(400), default="cord,brainstem,brain stem,optic,chiasm"
+    )
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     created_by: Mapped[str] = mapped_column(String(100))
     #: the treatment machine's profile (``machine_profiles.name``); None: matched per fraction
@@ -251,6 +260,10 @@ class Course(Base):
         return _lps_or_none(
             self.rotation_axis_x_mm, self.rotation_axis_y_mm, self.rotation_axis_z_mm
         )
+
+    @property
+    def serial_oar_name_parts(self) -> tuple[str, ...]:
+        return tuple(p.strip() for p in self.serial_oar_names.split(",") if p.strip())
 
     @property
     def isocenter(self) -> LpsPoint | None:
@@ -285,6 +298,14 @@ class Fraction(Base):
     isocenter_x_mm: Mapped[float | None] = mapped_column(Float, default=None)
     isocenter_y_mm: Mapped[float | None] = mapped_column(Float, default=None)
     isocenter_z_mm: Mapped[float | None] = mapped_column(Float, default=None)
+    #: where the isocentre came from: rtplan | request | course | mvct_centre
+    #: (:class:`registration.planning_package.IsocenterSource`); None before migration 0009
+    isocenter_source: Mapped[str | None] = mapped_column(String(16), default=None)
+    #: the RT objects registered with (planning_objects ids), and what the choice warned about
+    #: (no foreign key: SQLite cannot add one to an existing table)
+    rtstruct_id: Mapped[int | None] = mapped_column(Integer, default=None)
+    rtplan_id: Mapped[int | None] = mapped_column(Integer, default=None)
+    planning_warnings: Mapped[list[str]] = mapped_column(JSON, default=list)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     created_by: Mapped[str] = mapped_column(String(100))
     #: the MVCT's StationName (0008,1010), "" when absent
@@ -349,10 +370,18 @@ class RegistrationResult(Base):
     yaw_deg: Mapped[float] = mapped_column(Float)
     trusted: Mapped[bool] = mapped_column(Boolean)
     engine_version: Mapped[str] = mapped_column(String(64), default="")
+    #: residual displacement per structure after the couch applies ``couch_correction``
+    #: ([{"structure", "type", "max_mm", "p95_mm"}], :mod:`registration.residuals`)
+    residuals: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
 
     @classmethod
-    def of(cls, fraction_id: int, result: EngineResult) -> RegistrationResult:
+    def of(
+        cls,
+        fraction_id: int,
+        result: EngineResult,
+        residuals: list[dict[str, Any]] | None = None,
+    ) -> RegistrationResult:
         """The row for the engine's ``result``: its JSON form plus the couch columns."""
         couch = result.couch_correction.rounded()
         return cls(
@@ -361,6 +390,7 @@ class RegistrationResult(Base):
             **couch.as_dict(),
             trusted=result.trusted,
             engine_version=result.engine_version[:64],
+            residuals=residuals or [],
         )
 
     @property

@@ -21,6 +21,7 @@ from app.db.models import (
     User,
     utcnow,
 )
+from app.db.models_planning import PlanningObject
 
 
 def record_audit(
@@ -62,7 +63,9 @@ def series_by_hash(session: Session, content_sha256: str) -> ImageSeries | None:
 
 
 def all_series_hashes(session: Session) -> set[str]:
-    return set(session.scalars(select(ImageSeries.content_sha256)))
+    """Every image-store key a row points at: CT series and planning-package files."""
+    series = set(session.scalars(select(ImageSeries.content_sha256)))
+    return series | set(session.scalars(select(PlanningObject.content_sha256)))
 
 
 def course_by_id(session: Session, course_id: int) -> Course | None:
@@ -234,4 +237,7 @@ def fraction_for_mvct_hash(session: Session, content_sha256: str) -> Fraction | 
 
 
 def series_is_referenced(session: Session, content_sha256: str) -> bool:
-    return series_by_hash(session, content_sha256) is not None
+    if series_by_hash(session, content_sha256) is not None:
+        return True
+    query = select(PlanningObject.id).where(PlanningObject.content_sha256 == content_sha256)
+    return session.scalar(query.limit(1)) is not None

@@ -7,11 +7,12 @@ What is refused, with which status (C-STORE status, or STOW-RS Failure Reason, P
 
 =========================================================  =============================
 the bytes are not a readable DICOM data set, or lack        0xC000 cannot understand
-SOP/Series/Study Instance UID or Pixel Data
-not CT Image Storage (STOW-RS; C-STORE does not negotiate   0x0122 SOP class not supported
-other SOP classes), or a C-STORE data set whose SOP Class
+SOP/Series/Study Instance UID or (CT) Pixel Data
+not CT Image, RT Structure Set or RT Plan Storage           0x0122 SOP class not supported
+(STOW-RS; C-STORE does not negotiate others), or a
+C-STORE data set whose SOP Class
 is not the negotiated one                                   0xA900 does not match SOP class
-Modality is not CT                                          0xA900
+Modality is not the SOP Class's (CT, RTSTRUCT, RTPLAN)      0xA900
 Study Instance UID differs from the STOW-RS target study    0xA900
 a compressed transfer syntax no installed decoder reads     0xC122 transfer syntax
 the disk or the database failed                             0xA700 out of resources
@@ -32,7 +33,15 @@ from pathlib import Path
 
 from pydicom import dcmread
 from pydicom.dataset import Dataset
-from pydicom.uid import UID, CTImageStorage
+from pydicom.uid import UID, CTImageStorage, RTPlanStorage, RTStructureSetStorage
+
+#: the SOP classes received, and the Modality each must carry (the RT objects are a course's
+#: planning package, attached by Frame of Reference: :mod:`app.dicom.rt_ingest`)
+MODALITY_OF = {
+    str(CTImageStorage): "CT",
+    str(RTStructureSetStorage): "RTSTRUCT",
+    str(RTPlanStorage): "RTPLAN",
+}
 
 SUCCESS = 0x0000
 PROCESSING_FAILURE = 0x0110
@@ -115,12 +124,12 @@ def check(path: Path, received: Received) -> Checked:
             f"the data set's SOP Class UID {sop_class} is not the one sent with it "
             f"({expected_class})",
         )
-    if sop_class != CTImageStorage:
+    if sop_class not in MODALITY_OF:
         status = DATA_SET_MISMATCH if expected_class is not None else SOP_CLASS_NOT_SUPPORTED
         return refuse(
             status,
             f"{UID(sop_class).name or sop_class} is not accepted: only CT Image Storage "
-            "(single-frame CT slices) is",
+            "(single-frame CT slices), RT Structure Set Storage and RT Plan Storage are",
         )
     expected_instance = received.expected_sop_instance_uid
     if expected_instance is not None and sop_instance != expected_instance:
@@ -129,8 +138,10 @@ def check(path: Path, received: Received) -> Checked:
             f"the data set's SOP Instance UID {sop_instance} is not the one sent with it",
         )
     modality = str(dataset.get("Modality", ""))
-    if modality != "CT":
-        return refuse(DATA_SET_MISMATCH, f"Modality is {modality!r}, not 'CT'")
+    if modality != MODALITY_OF[sop_class]:
+        return refuse(
+            DATA_SET_MISMATCH, f"Modality is {modality!r}, not {MODALITY_OF[sop_class]!r}"
+        )
     if received.expected_study_uid is not None and study != received.expected_study_uid:
         return refuse(
             DATA_SET_MISMATCH,
@@ -145,7 +156,7 @@ def check(path: Path, received: Received) -> Checked:
             TRANSFER_SYNTAX_NOT_SUPPORTED,
             f"no installed decoder reads {syntax.name or syntax}; send it uncompressed",
         )
-    pixel_problem = _pixel_problem(dataset, syntax)
+    pixel_problem = _pixel_problem(dataset, syntax) if sop_class == CTImageStorage else ""
     if pixel_problem:
         return refuse(CANNOT_UNDERSTAND, pixel_problem)
     return Checked(SUCCESS, sop_class, sop_instance, study, series, dataset=dataset)

@@ -30,7 +30,7 @@ from app.context import ServiceContext
 from app.db import repository as repo
 from app.db.models import utcnow
 from app.db.models_dicom import DicomInstance, DicomSeries, SeriesKind, SeriesState
-from app.dicom import DicomError, unassigned
+from app.dicom import DicomError, rt_ingest, unassigned
 from app.dicom import series_ingest as ingest
 from app.dicom.inbox import Inbox
 from app.dicom.rules import SeriesFacts, SeriesRules, classify
@@ -38,6 +38,8 @@ from app.errors import ServiceError
 from registration.errors import InputError
 
 log = logging.getLogger(__name__)
+#: how often an RT object whose course has not arrived yet is tried again
+_RT_RETRY = timedelta(seconds=10)
 
 
 # --- what is being received right now ------------------------------------------------------
@@ -83,6 +85,7 @@ class SeriesGrouper:
         self._quiet = timedelta(seconds=ctx.settings.dicom_quiet_s)
         self._poll_s = max(0.1, min(1.0, ctx.settings.dicom_quiet_s / 2))
         self._wake = threading.Event()
+        self._rt_tried: dict[int, datetime] = {}
         self._stopping = False
         self._thread: threading.Thread | None = None
 
@@ -122,11 +125,28 @@ class SeriesGrouper:
             ).all()
         # planning CTs first, so that MVCTs completed with them find their course
         ordered = sorted(pending, key=lambda s: (s.kind != SeriesKind.PLANNING.value, s.id))
+        planning_done = False
         for series in ordered:
             if self._stopping:
                 break
+            if series.kind != SeriesKind.PLANNING.value and not planning_done:
+                planning_done = True
+                self._retry_rt_objects()  # a new course: its RT objects before its MVCTs
             self._process(series.id)
         return len(ordered)
+
+    def _retry_rt_objects(self) -> None:
+        with self._ctx.sessions() as session:
+            rows = session.scalars(
+                select(DicomInstance)
+                .where(
+                    DicomInstance.series_id.is_(None),
+                    DicomInstance.sop_class_uid.in_(list(rt_ingest.RT_SOP_CLASSES)),
+                )
+                .order_by(DicomInstance.id)
+            ).all()
+        self._rt_tried.clear()
+        self._attach_rt_objects(rows, utcnow())
 
     # --- taking complete series ---------------------------------------------------------
 
@@ -137,6 +157,7 @@ class SeriesGrouper:
                 .where(DicomInstance.series_id.is_(None))
                 .order_by(DicomInstance.id)
             ).all()
+        rows = self._attach_rt_objects(rows, now)
         groups: dict[str, list[DicomInstance]] = defaultdict(list)
         for row in rows:
             groups[row.series_instance_uid].append(row)
@@ -153,6 +174,27 @@ class SeriesGrouper:
             for uid, members in ready.items():
                 self._take(session, uid, members, decisions.get(uid))
             session.commit()
+
+    def _attach_rt_objects(
+        self, rows: Sequence[DicomInstance], now: datetime
+    ) -> list[DicomInstance]:
+        """Attach received RT Structure Sets and Plans (:mod:`app.dicom.rt_ingest`); the rest.
+
+        One whose course is not there yet is tried again every ``_RT_RETRY``."""
+        rest = []
+        for row in rows:
+            if row.sop_class_uid not in rt_ingest.RT_SOP_CLASSES:
+                rest.append(row)
+                continue
+            tried = self._rt_tried.get(row.id)
+            if tried is not None and tried > now - _RT_RETRY:
+                continue
+            path = self._inbox.path_for(row.file_sha256)
+            if rt_ingest.attach_received(self._ctx, row, path):
+                self._rt_tried.pop(row.id, None)
+            else:
+                self._rt_tried[row.id] = now
+        return rest
 
     def _decide(
         self, session: Session, ready: dict[str, list[DicomInstance]]

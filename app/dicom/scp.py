@@ -31,6 +31,8 @@ from pydicom.uid import (
     ExplicitVRBigEndian,
     ExplicitVRLittleEndian,
     ImplicitVRLittleEndian,
+    RTPlanStorage,
+    RTStructureSetStorage,
 )
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -93,6 +95,8 @@ class StorageScp:
         ae.require_calling_aet = self._allowed
         ae.add_supported_context(VERIFICATION, [str(u) for u in UNCOMPRESSED[:2]])
         ae.add_supported_context(CTImageStorage, ct_transfer_syntaxes())
+        for rt_class in (RTStructureSetStorage, RTPlanStorage):  # the planning package
+            ae.add_supported_context(rt_class, [str(u) for u in UNCOMPRESSED])
         handlers: list[Any] = [
             (evt.EVT_REQUESTED, self._on_requested),
             (evt.EVT_C_STORE, self._on_store),

@@ -32,10 +32,13 @@ from sqlalchemy.orm import Session, sessionmaker
 from app.db import repository as repo
 from app.db.models import Job, JobStatus, RegistrationResult, utcnow
 from app.db.models_anatomy import FractionFigures, QaCourse
+from app.db.models_planning import PlanningObject
 from app.jobs import task as worker
 from app.jobs.heartbeat import heartbeating
+from app.jobs.planning_cache import expected_file, structures_cache_file
 from app.jobs.task import RegistrationTask, TaskOutcome
 from app.storage import ImageStore
+from registration.planning_package import IsocenterSource
 from registration.result import RegistrationResult as EngineResult
 
 log = logging.getLogger(__name__)
@@ -114,8 +117,15 @@ def task_for(session: Session, store: ImageStore, job_id: int) -> RegistrationTa
     if job is None:
         return None
     fraction = job.fraction
-    planning = fraction.course.planning_series
+    course = fraction.course
+    planning = course.planning_series
     iso = (fraction.isocenter_x_mm, fraction.isocenter_y_mm, fraction.isocenter_z_mm)
+    rtstruct = (
+        None if fraction.rtstruct_id is None else session.get(PlanningObject, fraction.rtstruct_id)
+    )
+    rtstruct_file = None if rtstruct is None else expected_file(store, rtstruct)
+    warnings = tuple(fraction.planning_warnings or ())
+    mvct_centre = fraction.isocenter_source == IsocenterSource.MVCT_CENTRE.value
     is_qa = session.scalar(select(QaCourse.id).where(QaCourse.course_id == fraction.course_id))
     return RegistrationTask(
         job_id=job_id,
@@ -125,6 +135,17 @@ def task_for(session: Session, store: ImageStore, job_id: int) -> RegistrationTa
         isocenter_lps_mm=None if None in iso else iso,  # type: ignore[arg-type]
         dof=fraction.dof,
         mode=fraction.mode,
+        rtstruct_file=None if rtstruct_file is None else str(rtstruct_file),
+        structures_cache=None
+        if rtstruct is None
+        else str(structures_cache_file(store, planning.content_sha256, rtstruct.content_sha256)),
+        ptv_margin_mm=course.ptv_margin_mm,
+        prv_margin_mm=course.prv_margin_mm,
+        serial_oar_names=course.serial_oar_name_parts,
+        planning_warnings=() if mvct_centre else warnings,
+        untrusted_reasons=warnings if mvct_centre else (),
+        match_structure=course.match_structure,
+        match_margin_mm=course.match_margin_mm,
         measure="qa_phantom" if is_qa is not None else "anatomy",
     )
 
@@ -325,7 +346,7 @@ def _store_result(session: Session, job: Job, attempt: int, outcome: TaskOutcome
     if not repo.finish_job(session, job.id, attempt, JobStatus.DONE):
         return  # not ours any more (re-queued or taken over meanwhile): store nothing
     result = EngineResult.from_dict(outcome.result or {})
-    session.add(RegistrationResult.of(job.fraction_id, result))
+    session.add(RegistrationResult.of(job.fraction_id, result, list(outcome.residuals)))
     if outcome.figures is not None:
         session.add(
             FractionFigures(

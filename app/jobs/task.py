@@ -31,6 +31,20 @@ class RegistrationTask:
     isocenter_lps_mm: tuple[float, float, float] | None
     dof: int
     mode: str
+    #: the course's RT Structure Set file and where its rasterised masks are cached
+    rtstruct_file: str | None = None
+    structures_cache: str | None = None
+    #: the residual warning rules' course settings (mm; serial organ name parts)
+    ptv_margin_mm: float = 3.0
+    prv_margin_mm: float = 3.0
+    serial_oar_names: tuple[str, ...] = ()
+    #: warnings of the planning package (isocentre choice), added to the result's
+    planning_warnings: tuple[str, ...] = ()
+    #: why the result may not be trusted whatever the engine says (isocentre at the MVCT centre)
+    untrusted_reasons: tuple[str, ...] = ()
+    #: the course's match structure (a ROI name, or PTV) and margin: the planning region
+    match_structure: str | None = None
+    match_margin_mm: float = 15.0
     measure: Measure = "anatomy"
 
 
@@ -38,6 +52,7 @@ class RegistrationTask:
 class TaskOutcome:
     kind: OutcomeKind
     result: dict[str, Any] | None = None
+    residuals: tuple[dict[str, Any], ...] = ()
     message: str = ""
     planning_cache_hit: bool = False
     cached_plannings: tuple[str, ...] = ()
@@ -49,6 +64,8 @@ class TaskOutcome:
 
 _prepared: OrderedDict[str, Any] = OrderedDict()
 _cache_size = 4
+#: match regions (sitk.Image masks), beside the prepared planning CTs they belong to
+_regions: OrderedDict[tuple[str, str, str, float], Any] = OrderedDict()
 
 
 def initialize(planning_cache_size: int) -> None:
@@ -130,10 +147,22 @@ def run_registration(task: RegistrationTask) -> TaskOutcome:
             isocenter=None if iso is None else LpsPoint(*iso),
             dof=Dof(task.dof),
             mode=Mode(task.mode),
+            planning_region=_planning_region(task, prepared.volume.image),
         )
         result = register(prepared, daily, options)
-        figures = measure_after_match(task.measure, prepared.volume.image, daily.image, result)
-        return _outcome("ok", hit, started, result=result.to_dict(), figures=figures)
+        result, residuals, cached = _assess(task, prepared.volume.image, result)
+        external, ptv = anatomy_masks(cached)
+        figures = measure_after_match(
+            task.measure, prepared.volume.image, daily.image, result, external=external, ptv=ptv
+        )
+        return _outcome(
+            "ok",
+            hit,
+            started,
+            result=result.to_dict(),
+            residuals=residuals,
+            figures=figures,
+        )
     except InputError as exc:
         return _outcome("input_error", hit, started, message=str(exc))
     except RegistrationFailedError as exc:
@@ -143,14 +172,95 @@ def run_registration(task: RegistrationTask) -> TaskOutcome:
         return _outcome("error", hit, started, message=detail)
 
 
+def _planning_region(task: RegistrationTask, planning: Any) -> Any:
+    """The course's match region on the planning grid (made once per course and setting)."""
+    from registration.errors import PlanningPackageError
+    from registration.rt_raster import planning_region_mask
+    from registration.rtstruct import read_structure_set
+
+    if not task.match_structure:
+        return None
+    if task.rtstruct_file is None:
+        raise PlanningPackageError(
+            f"the course registers on match_structure {task.match_structure!r} but has no RT "
+            "Structure Set: send it (PUT /api/v1/courses/{id}/rtstruct) or clear match_structure"
+        )
+    key = (task.planning_sha256, task.rtstruct_file, task.match_structure, task.match_margin_mm)
+    region = _regions.get(key)
+    if region is None:
+        structure_set = read_structure_set(_existing(task.rtstruct_file))
+        region = planning_region_mask(
+            structure_set, task.match_structure, planning, match_margin_mm=task.match_margin_mm
+        )
+        _regions[key] = region
+        while len(_regions) > 2 * _cache_size:
+            _regions.popitem(last=False)
+    else:
+        _regions.move_to_end(key)
+    return region
+
+
+def _assess(task: RegistrationTask, planning: Any, result: Any) -> tuple[Any, tuple[Any, ...], Any]:
+    """The residuals of the couch's correction, the planning warnings and reasons added, and
+    the course's rasterised structures (None without a structure set)."""
+    from pathlib import Path
+
+    from app.jobs import planning_cache
+    from app.jobs import residuals as residual_report
+    from registration.residuals import ResidualPolicy
+    from registration.rtstruct import read_structure_set
+
+    cache_path = None if task.structures_cache is None else Path(task.structures_cache)
+    cached = None
+    if task.rtstruct_file is not None:
+        cached = residual_report.load_cached(cache_path)
+        if cached is None:
+            cached = planning_cache.build(
+                read_structure_set(_existing(task.rtstruct_file)), planning
+            )
+            if cache_path is not None:
+                planning_cache.save(cache_path, cached)
+    surfaces = residual_report.structure_surfaces(cache_path, cached)
+    policy = ResidualPolicy(task.ptv_margin_mm, task.prv_margin_mm, task.serial_oar_names)
+    assessment = residual_report.assess(result, result.couch_correction, surfaces, policy)
+    result = residual_report.judged(
+        result, assessment, task.planning_warnings, task.untrusted_reasons
+    )
+    return result, tuple(assessment.residuals), cached
+
+
+def anatomy_masks(cached: Any) -> tuple[Any, Any]:
+    """The course's EXTERNAL and PTV masks for the anatomy measurement (planning grid, [k, j, i]
+    booleans): the union of the ROIs of that type that cover a voxel; None where there is none."""
+    import numpy as np
+
+    if cached is None:
+        return None, None
+    found: dict[str, Any] = {}
+    for structure in cached.structures:
+        kind = structure.interpreted_type.upper()
+        if kind in ("EXTERNAL", "PTV") and structure.mask.any():
+            before = found.get(kind)
+            mask = structure.mask
+            found[kind] = mask if before is None else np.logical_or(before, mask)
+    return found.get("EXTERNAL"), found.get("PTV")
+
+
 def measure_after_match(
-    measure: Measure, planning_hu: Any, daily_mv: Any, result: Any
+    measure: Measure,
+    planning_hu: Any,
+    daily_mv: Any,
+    result: Any,
+    *,
+    external: Any = None,
+    ptv: Any = None,
 ) -> dict[str, Any] | None:
     """The anatomy (or QA phantom) figures of a registered MVCT; a failure here is a note, never
     a failed registration (the couch correction stands on its own).
 
-    The body outline is the planning CT's threshold body and the misfit region the 50 mm sphere
-    around the isocentre: courses carry no structure set yet.
+    The body outline is the course's EXTERNAL structure when it has one (else the planning CT's
+    threshold body; ``body_source`` says which) and the misfit region its PTV (else the 50 mm
+    sphere around the isocentre); both masks on the planning grid (:func:`anatomy_masks`).
     """
     from registration.anatomy import measure_anatomy
     from registration.errors import InputError
@@ -163,7 +273,12 @@ def measure_after_match(
             phantom = measure_phantom_image(daily_mv, result.planning_to_daily_lps)
             return {"phantom": phantom.to_dict()}
         figures = measure_anatomy(
-            planning_hu, daily_mv, result.planning_to_daily_lps, isocenter=result.isocenter_lps_mm
+            planning_hu,
+            daily_mv,
+            result.planning_to_daily_lps,
+            external=external,
+            ptv=ptv,
+            isocenter=result.isocenter_lps_mm,
         )
         return {"anatomy": figures.to_dict()}
     except InputError as exc:
@@ -185,12 +300,14 @@ def _outcome(
     started: float,
     *,
     result: dict[str, Any] | None = None,
+    residuals: tuple[dict[str, Any], ...] = (),
     message: str = "",
     figures: dict[str, Any] | None = None,
 ) -> TaskOutcome:
     return TaskOutcome(
         kind=kind,
         result=result,
+        residuals=residuals,
         figures=figures,
         message=message,
         planning_cache_hit=hit,

@@ -9,10 +9,20 @@ from sqlalchemy.orm import Session
 from app.context import ServiceContext
 from app.db import repository as repo
 from app.db.models import Course, ImageSeries
+from app.db.models_planning import PlanningKind
 from app.errors import ConflictError, NotFoundError, UnprocessableError
 from app.services import machines
 from app.services import stored_series as series_ops
 from app.services.ingest import ParsedSeries, UploadedFiles, parse_series
+from app.services.planning import (
+    attach_package,
+    check_for_course,
+    check_package,
+    ct_identity,
+    package_hashes,
+    read_package,
+    split_rt_files,
+)
 from app.storage import ImageStore
 from registration.couch import Dof
 from registration.frames import PatientPosition
@@ -42,6 +52,8 @@ class CourseRequest:
     mode: Mode = Mode.TISSUE
     site: str = ""
     planning_series_uid: str | None = None  #: which series, when the upload holds several
+    rtstruct: UploadedFiles | None = None  #: the RT Structure Set (also found inside planning)
+    rtplan: UploadedFiles | None = None  #: the RT Plan (also found inside planning)
 
 
 @dataclass(frozen=True)
@@ -51,8 +63,15 @@ class CourseCreated:
 
 
 def create_course(ctx: ServiceContext, request: CourseRequest, actor: str) -> CourseCreated:
-    parsed = parse_series(request.planning, request.planning_series_uid)
+    ct_files, embedded = split_rt_files(request.planning)
+    parsed = parse_series(ct_files, request.planning_series_uid)
     series_ops.check_patient(parsed, request.patient_id)
+    package = read_package(request.rtstruct, request.rtplan, embedded)
+    package_warnings = check_package(
+        ct_identity(parsed),
+        package.structure_set.structure_set if package.structure_set else None,
+        package.plan.plan if package.plan else None,
+    )
     if request.patient_position and request.patient_position != parsed.patient_position:
         raise UnprocessableError(
             f"patient_position is {request.patient_position} but the planning CT says "
@@ -65,17 +84,22 @@ def create_course(ctx: ServiceContext, request: CourseRequest, actor: str) -> Co
     )
     settings = CourseSettings(margin, request.dof, request.mode, request.site, request.isocenter)
     placed: list[str] = []
-    with ctx.store.lock([parsed.content_sha256]):
+    with ctx.store.lock([parsed.content_sha256, *package_hashes(package)]):
         try:
             with ctx.writer() as session:
                 course, created = place_course(
                     session, ctx.store, request.patient_id, parsed, settings, placed, actor
                 )
-                if not created:
-                    return _same_or_conflict(course, settings)
+                answer = (
+                    CourseCreated(course.id, created=True)
+                    if created
+                    else _same_or_conflict(course, settings)
+                )
+                attach_package(session, ctx.store, course, package, package_warnings, placed, actor)
                 session.commit()
-                prepare_planning_in_background(ctx, parsed.content_sha256)
-                return CourseCreated(course.id, created=True)
+                if answer.created:
+                    prepare_planning_in_background(ctx, parsed.content_sha256)
+                return answer
         except BaseException:
             with ctx.sessions() as session:
                 series_ops.remove_unreferenced(ctx.store, session, placed)
@@ -182,6 +206,10 @@ class CourseChanges:
     isocenter: LpsPoint | None = None
     machine_profile_name: str | None = None  #: a stored profile's name (checked)
     rotation_axis: LpsPoint | None = None  #: a point of the bore axis, planning LPS mm
+    match_structure: str | None = None  #: "" clears it
+    match_margin_mm: float | None = None
+    prv_margin_mm: float | None = None
+    serial_oar_names: tuple[str, ...] | None = None
 
 
 def update_course(ctx: ServiceContext, course_id: int, changes: CourseChanges, actor: str) -> None:
@@ -210,6 +238,14 @@ def update_course(ctx: ServiceContext, course_id: int, changes: CourseChanges, a
             course.rotation_axis_x_mm = changes.rotation_axis.x_mm
             course.rotation_axis_y_mm = changes.rotation_axis.y_mm
             course.rotation_axis_z_mm = changes.rotation_axis.z_mm
+        if changes.match_structure is not None:
+            course.match_structure = changes.match_structure.strip() or None
+        if changes.match_margin_mm is not None:
+            course.match_margin_mm = changes.match_margin_mm
+        if changes.prv_margin_mm is not None:
+            course.prv_margin_mm = changes.prv_margin_mm
+        if changes.serial_oar_names is not None:
+            course.serial_oar_names = ",".join(n.strip() for n in changes.serial_oar_names)
         after = _settings(course)
         if after != before:
             repo.record_audit(
@@ -236,4 +272,36 @@ def _settings(course: Course) -> dict[str, object]:
             course.rotation_axis_y_mm,
             course.rotation_axis_z_mm,
         ],
+        "match_structure": course.match_structure,
+        "match_margin_mm": course.match_margin_mm,
+        "prv_margin_mm": course.prv_margin_mm,
+        "serial_oar_names": course.serial_oar_names,
     }
+
+
+def put_rt_object(
+    ctx: ServiceContext, course_id: int, kind: PlanningKind, uploaded: UploadedFiles, actor: str
+) -> None:
+    """An RT Structure Set or RT Plan sent later for an existing course: checked against its
+    planning CT (and current structure set), stored, made current, audited."""
+    package = read_package(
+        uploaded if kind is PlanningKind.RTSTRUCT else None,
+        uploaded if kind is PlanningKind.RTPLAN else None,
+    )
+    with ctx.sessions() as session:
+        course = repo.course_by_id(session, course_id)
+        if course is None:
+            raise NotFoundError(f"course {course_id} does not exist")
+        warnings = check_for_course(session, ctx.store, course, package)
+    placed: list[str] = []
+    with ctx.store.lock(package_hashes(package)):
+        try:
+            with ctx.writer() as session:
+                course = repo.course_by_id(session, course_id)
+                assert course is not None
+                attach_package(session, ctx.store, course, package, warnings, placed, actor)
+                session.commit()
+        except BaseException:
+            with ctx.sessions() as session:
+                series_ops.remove_unreferenced(ctx.store, session, placed)
+            raise

@@ -10,7 +10,7 @@ audit rows in one transaction, and removes the placed files again if that transa
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 from app.context import ServiceContext
 from app.db import repository as repo
 from app.db.models import Course, Fraction, ImageSeries, Job
+from app.db.models_planning import PlanningKind
 from app.errors import ConflictError, UnprocessableError
 from app.services import machines
 from app.services import stored_series as series_ops
@@ -28,9 +29,22 @@ from app.services.patient_identity import (
     check_has_patient_id,
     check_same_patient,
 )
+from app.services.planning import (
+    PackageIn,
+    attach_package,
+    check_for_course,
+    check_package,
+    ct_identity,
+    current,
+    decide_fraction_isocenter,
+    package_hashes,
+    read_package,
+    split_rt_files,
+)
 from registration.compatibility import SeriesExtent
 from registration.couch import Dof
 from registration.geometry import LpsPoint
+from registration.planning_package import IsocenterSource
 from registration.result import Mode
 
 DEFAULT_DOF = Dof.SIX
@@ -54,6 +68,8 @@ class FractionRequest:
     #: a verification scan of this fraction (taken after its couch move): same course and
     #: fraction number, its registration is the residual set-up error
     verifies_fraction_id: int | None = None
+    rtstruct: UploadedFiles | None = None  #: the RT Structure Set (also found inside planning)
+    rtplan: UploadedFiles | None = None  #: the RT Plan (also found inside planning)
 
 
 @dataclass(frozen=True)
@@ -70,6 +86,8 @@ class _Planning:
     course: Course | None
     stored: ImageSeries | None
     parsed: ParsedSeries | None
+    package: PackageIn = field(default_factory=PackageIn)
+    package_warnings: tuple[str, ...] = ()
 
     def extent(self) -> SeriesExtent:
         if self.parsed is not None:
@@ -156,17 +174,28 @@ def _resolve_planning(ctx: ServiceContext, request: FractionRequest) -> _Plannin
                     f"course {course.id} belongs to patient ID {course.patient_id!r}, not "
                     f"{request.patient_id!r}: check the patient and the course"
                 )
-            return _Planning(course=course, stored=None, parsed=None)
+            package = read_package(request.rtstruct, request.rtplan)
+            warnings = check_for_course(session, ctx.store, course, package)
+            return _Planning(course, None, None, package, warnings)
     assert request.planning
-    upload = request.planning
+    upload, embedded = split_rt_files(request.planning)
+    package = read_package(request.rtstruct, request.rtplan, embedded)
     with ctx.sessions() as session:
         stored = repo.series_by_hash(session, upload.content_sha256)
     if stored is not None:  # seen before: nothing to read, nothing to store
         _check_stored_patient(stored, request.patient_id)
-        return _Planning(course=None, stored=stored, parsed=None)
+        return _Planning(None, stored, None, package, _check(stored, package))
     parsed = parse_series(upload, request.planning_series_uid)
     series_ops.check_patient(parsed, request.patient_id)
-    return _Planning(course=None, stored=None, parsed=parsed)
+    return _Planning(None, None, parsed, package, _check(parsed, package))
+
+
+def _check(ct: ParsedSeries | ImageSeries, package: PackageIn) -> tuple[str, ...]:
+    return check_package(
+        ct_identity(ct),
+        package.structure_set.structure_set if package.structure_set else None,
+        package.plan.plan if package.plan else None,
+    )
 
 
 def _check_stored_patient(stored: ImageSeries, patient_id: str) -> None:
@@ -185,7 +214,7 @@ def _store(
     planning: _Planning,
     actor: str,
 ) -> Received:
-    hashes = [mvct.content_sha256]
+    hashes = [mvct.content_sha256, *package_hashes(planning.package)]
     if planning.parsed is not None:
         hashes.append(planning.parsed.content_sha256)
     placed: list[str] = []
@@ -196,6 +225,15 @@ def _store(
                 if existing is not None:
                     return Received(existing.id, existing.job.id, created=False)
                 course = _course(session, ctx, request, planning, placed, actor)
+                attach_package(
+                    session,
+                    ctx.store,
+                    course,
+                    planning.package,
+                    planning.package_warnings,
+                    placed,
+                    actor,
+                )
                 mvct_row = series_ops.get_or_place(session, ctx.store, mvct, placed)
                 station = machines.station_name_of(mvct.files[0][0]) if mvct.files else ""
                 fraction = _add_fraction(session, request, course, mvct_row, station, actor)
@@ -263,7 +301,11 @@ def _add_fraction(
     station_name: str,
     actor: str,
 ) -> Fraction:
-    iso = request.isocenter or course.isocenter
+    rtstruct = current(session, course.id, PlanningKind.RTSTRUCT)
+    rtplan = current(session, course.id, PlanningKind.RTPLAN)
+    decision = decide_fraction_isocenter(course, rtplan, request.isocenter, mvct_row)
+    # at the MVCT centre the engine finds the centre itself (the image's, not the bounding box's)
+    iso = None if decision.source is IsocenterSource.MVCT_CENTRE else decision.point
     number, image = _number(session, request, course)
     profile = machines.profile_for_fraction(session, course, station_name)
     fraction = Fraction(
@@ -277,6 +319,10 @@ def _add_fraction(
         isocenter_x_mm=None if iso is None else iso.x_mm,
         isocenter_y_mm=None if iso is None else iso.y_mm,
         isocenter_z_mm=None if iso is None else iso.z_mm,
+        isocenter_source=decision.source.value,
+        rtstruct_id=None if rtstruct is None else rtstruct.id,
+        rtplan_id=None if rtplan is None else rtplan.id,
+        planning_warnings=list(decision.warnings),
         created_by=actor,
         station_name=station_name,
         machine_profile=None if profile is None else profile.to_dict(),

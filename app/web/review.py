@@ -12,6 +12,7 @@ from app.db import repository as repo
 from app.db.models import Fraction
 from app.db.models_signoff import Decision, Signoff
 from app.services.machines import fraction_profile, machine_correction, profile_for_dof
+from app.services.residuals import residuals_of_correction
 from app.services.signoff import LARGE_SHIFT_MM
 from app.storage import ImageStore
 from app.web.anatomy_view import anatomy_view
@@ -49,6 +50,7 @@ def review_context(db: Session, store: ImageStore, fraction: Fraction) -> dict[s
     current = signatures[-1] if signatures else None
     position = fraction.mvct_series.patient_position
     machine = machine_correction(fraction)
+    signed_residuals = _signed_residuals(db, store, fraction, current)
     return {
         "fraction": fraction,
         "machine": machine_of(store, fraction.mvct_series.content_sha256),
@@ -62,6 +64,10 @@ def review_context(db: Session, store: ImageStore, fraction: Fraction) -> dict[s
         "trend_svg": _trend(db, fraction),
         "rotation_nudges": rotation_nudges(fraction),
         "machine_correction": None if machine is None else machine.to_dict(),
+        "residuals": _residuals(db, store, fraction, result),
+        "signed_residuals": signed_residuals,
+        "signed_residuals_by_name": {r["structure"]: r for r in signed_residuals or ()},
+        "isocenter_source": fraction.isocenter_source,
         "anatomy": anatomy_view(db, fraction),
         "config": _viewer_config(fraction, result, current, position),
     }
@@ -119,7 +125,33 @@ def _viewer_config(
         "dof": fraction.dof,
         "marginMm": fraction.course.ptv_margin_mm,
         "largeShiftMm": LARGE_SHIFT_MM,
+        "structuresUrl": f"/review/{fraction.id}/structures",
+        "planningToDaily": None
+        if result is None
+        else [list(row) for row in result.planning_to_daily_lps.matrix],
     }
+
+
+def _residuals(
+    db: Session, store: ImageStore, fraction: Fraction, result: EngineResult | None
+) -> list[dict[str, Any]]:
+    """Those the worker stored with the result; computed here for a result stored without
+    them (before the planning package existed)."""
+    if fraction.result is None or result is None:
+        return []
+    if fraction.result.residuals:
+        return list(fraction.result.residuals)
+    assessment = residuals_of_correction(store, db, fraction, result.couch_correction)
+    return [] if assessment is None else assessment.residuals
+
+
+def _signed_residuals(
+    db: Session, store: ImageStore, fraction: Fraction, current: SignatureView | None
+) -> list[dict[str, Any]] | None:
+    if current is None or current.correction is None:
+        return None
+    assessment = residuals_of_correction(store, db, fraction, CouchCorrection(**current.correction))
+    return None if assessment is None else assessment.residuals
 
 
 def _trend(db: Session, fraction: Fraction) -> str:

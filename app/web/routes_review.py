@@ -28,6 +28,7 @@ from app.web.deps import (
     page,
 )
 from app.web.review import AXES, review_context
+from app.web.review_structures import structures_for_review, structures_path
 from registration.couch import CouchCorrection
 
 router = APIRouter(include_in_schema=False)
@@ -88,6 +89,39 @@ def review_volume_file(
     path = request.app.state.review_volumes.volume_path(key, name)
     if path is None or not key.startswith(f"{fraction_id}-"):
         raise WebRefusalError(404, "these review images are no longer prepared: reload the page")
+    headers = {
+        **SECURITY_HEADERS,
+        "Content-Encoding": "gzip",
+        "Cache-Control": "private, max-age=86400, immutable",
+    }
+    return FileResponse(path, media_type="application/octet-stream", headers=headers)
+
+
+@router.get("/review/{fraction_id}/structures")
+async def review_structures(
+    request: Request, fraction_id: FractionId, ctx: ContextDep, _: DataViewer
+) -> Response:
+    """The course's structures on the fraction's review grid (names, colours, mask file)."""
+    volumes = request.app.state.review_volumes
+    try:
+        body = await run_in_threadpool(structures_for_review, ctx, volumes, fraction_id)
+    except ServiceError as exc:
+        raise WebRefusalError(exc.status_code, exc.detail) from None
+    except Exception as exc:  # unreadable stored objects: say so, never a stack trace
+        raise WebRefusalError(
+            422, f"the structures of fraction {fraction_id} cannot be shown: {exc}"
+        ) from None
+    return JSONResponse(body, headers=SECURITY_HEADERS)
+
+
+@router.get("/review/{fraction_id}/volumes/{key}/{name}.u32")
+def review_structures_file(
+    request: Request, fraction_id: FractionId, key: str, name: str, _: DataViewer
+) -> Response:
+    """gzip-compressed uint32 structure bits per voxel (see app/web/review_structures.py)."""
+    path = structures_path(request.app.state.review_volumes, key, name)
+    if path is None or not key.startswith(f"{fraction_id}-"):
+        raise WebRefusalError(404, "these structures are no longer prepared: reload the page")
     headers = {
         **SECURITY_HEADERS,
         "Content-Encoding": "gzip",

@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import planning_fixtures as pf
 import pytest
 import service_fixtures as sf
 from pydicom import dcmread
@@ -18,6 +19,7 @@ from service_fixtures import TestClient
 from sqlalchemy import func, select
 
 from app.config import Settings
+from app.db.models import AuditEvent
 from app.db.models_dicom import DicomInstance, DicomSeries
 from app.main import create_app
 
@@ -227,3 +229,31 @@ def test_stow_rs_without_the_console_api_key_is_refused(
 ) -> None:
     assert post(stow, {}, files_of(series.mvcts[0])[:1]).status_code == 401
     assert count(stow, DicomInstance) == 0
+
+
+def test_an_rt_structure_set_and_plan_sent_before_their_ct_are_attached_by_frame_of_reference(
+    stow: TestClient,
+    key: dict[str, str],
+    series: sf.Samples,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    package = pf.planning_package(
+        series.planning, series.isocenter, tmp_path_factory.mktemp("package")
+    )
+    rt_parts = [package.rtstruct.read_bytes(), package.rtplan.read_bytes()]
+    assert post(stow, key, rt_parts).status_code == 200
+    assert post(stow, key, files_of(series.planning)).status_code == 200
+
+    def attached() -> dict[str, Any] | None:
+        courses = stow.get("/api/v1/courses", headers=key).json()["courses"]
+        done = courses and courses[0]["rtstruct"] and courses[0]["rtplan"]
+        return courses[0] if done else None
+
+    course = wait_for(attached)
+    assert course, stow.get("/api/v1/courses", headers=key).json()
+    assert course["rtstruct"]["sop_instance_uid"] == package.rtstruct_sop_uid
+    with stow.app.state.context.sessions() as session:
+        actors = session.scalars(
+            select(AuditEvent.actor).where(AuditEvent.action == "rtstruct_attached")
+        ).all()
+    assert actors == ["stow-rs:console-stow"]

@@ -402,6 +402,7 @@ def test_the_xlsx_export_opens_with_its_sheets(data: TestClient) -> None:
         "Fractions",
         "Patients",
         "Population",
+        "Residuals",
         "Warnings",
         "Three parts",
         "Offline protocols",

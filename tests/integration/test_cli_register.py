@@ -76,6 +76,39 @@ def test_register_table_names_axes_with_units_and_dof4_zeroes_pitch_and_yaw() ->
     assert pitch_line.split()[1] == "+0.00"
 
 
+def test_register_with_the_planning_package_matches_on_the_ptv_and_prints_residuals() -> None:
+    proc = run(
+        "register",
+        "--planning",
+        str(SAMPLES / "planning"),
+        "--mvct",
+        str(SAMPLES / "mvct"),
+        "--rtstruct",
+        str(SAMPLES / "rtstruct.dcm"),
+        "--rtplan",
+        str(SAMPLES / "rtplan.dcm"),
+        "--match-structure",
+        "PTV",
+        "--match-margin-mm",
+        "20",
+        "--dof",
+        "4",
+    )
+    assert proc.returncode == 0, proc.stderr + proc.stdout
+    lines = proc.stdout.splitlines()
+    # registered on the PTV + 20 mm only, the known translation is still found
+    expected = TRUTH["expected_couch_correction"]
+    for axis in ("lateral", "longitudinal", "vertical"):
+        line = next(line for line in lines if line.strip().startswith(axis))
+        assert float(line.split()[1]) == pytest.approx(expected[f"{axis}_mm"], abs=0.5), line
+    assert "Isocentre (LPS mm): 0.0, 60.0, -40.0" in lines
+    rows = {line.split()[0]: line.split() for line in lines if line.startswith("  ")}
+    assert rows["PTV"][1] == "PTV" and rows["SpinalCord"][1] == "ORGAN"
+    # 4 DOF leaves the 0.5° pitch and yaw: well under 1 mm at the 30 mm PTV edge
+    assert 0.0 < float(rows["PTV"][2]) < 1.0
+    assert float(rows["PTV"][3]) <= float(rows["PTV"][2])
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [

@@ -162,10 +162,16 @@ def test_echoscu_is_answered_and_unknown_calling_or_called_ae_titles_are_refused
 def test_storescu_sends_the_sample_study_and_the_registered_fraction_comes_back_as_a_reg(
     service: Service, tmp_path: Path
 ) -> None:
-    sent = store(service, SAMPLES / "planning", SAMPLES / "mvct")
+    package = (SAMPLES / "rtstruct.dcm", SAMPLES / "rtplan.dcm")
+    sent = store(service, *package, SAMPLES / "planning", SAMPLES / "mvct")
     assert sent.returncode == 0, sent.stderr
     fraction = wait_registered(service, SAMPLE_PATIENT)
     assert fraction["status"] == "done", fraction
+    # the planning package came with the CT: attached by Frame of Reference before the MVCT
+    assert fraction["isocenter_source"] == "rtplan", fraction
+    assert {r["structure"] for r in fraction["residuals"]} == {"BODY", "PTV", "SpinalCord"}
+    course = service.get(f"/api/v1/courses/{fraction['course_id']}").json()
+    assert course["rtstruct"]["sop_instance_uid"] == dcmread(package[0]).SOPInstanceUID
     assert fraction["mvct_series_instance_uid"] == str(
         dcmread(next((SAMPLES / "mvct").glob("*.dcm")), stop_before_pixels=True).SeriesInstanceUID
     )

@@ -95,6 +95,8 @@ def test_the_demo_registers_the_sample_fraction_and_prints_the_correction(tmp_pa
     out = run.stdout
     assert re.search(r"user demo-physician\s+password \S+", out)
     assert re.search(r"Review: http://127\.0\.0\.1:\d+/review/1", out)
+    assert "isocentre        0.0, 60.0, -40.0 mm LPS, from rtplan" in out  # the sample RT Plan
+    assert re.search(r"left at PTV\s+max \d+\.\d mm", out), out
     expected = json.loads((samples / "truth.json").read_text())["expected_couch_correction"]
     for label, key in (("lateral", "lateral_mm"), ("longitudinal", "longitudinal_mm")):
         found = float(re.search(rf"{label} \(\w\)\s+([-+]\d+\.\d+) mm", out).group(1))  # type: ignore[union-attr]

@@ -265,12 +265,13 @@ def population_row(workbook: openpyxl.Workbook, axis: str) -> dict[str, object]:
     return dict(zip(rows[header_index], values, strict=False))
 
 
-def test_the_workbook_has_the_five_sheets_and_one_fractions_row_per_fraction() -> None:
+def test_the_workbook_has_the_six_sheets_and_one_fractions_row_per_fraction() -> None:
     workbook = load(to_xlsx(build_report(hand_made_rows(), context())))
     assert workbook.sheetnames == [
         "Fractions",
         "Patients",
         "Population",
+        "Residuals",
         "Warnings",
         "Three parts",
         "Offline protocols",
@@ -331,6 +332,7 @@ def test_an_empty_workbook_keeps_its_sheets_and_says_there_were_no_fractions() -
         "Fractions",
         "Patients",
         "Population",
+        "Residuals",
         "Warnings",
         "Three parts",
         "Offline protocols",

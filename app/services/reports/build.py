@@ -19,6 +19,7 @@ from collections.abc import Iterable, Sequence
 
 from app.services.reports.errors import ReportInputError
 from app.services.reports.model import AWAITING, REJECTED, FractionRow, Report, ReportContext
+from app.services.reports.residuals import summarise_residuals
 from registration.errors import InputError
 from registration.stats import (
     DEFAULT_BOOTSTRAP_RESAMPLES,
@@ -199,6 +200,9 @@ def build_report(
         notes=tuple([*notes, *part_notes]),
         parts=parts,
         offline=offline,
+        residuals=summarise_residuals(
+            [(r.patient_id, r.residuals) for r in ordered if r.counts_in_statistics]
+        ),
     )
 
 

@@ -77,6 +77,7 @@ def to_html(
         headline=headline(report),
         summary=summary_line(report),
         population=population_rows(report),
+        residuals=report.residuals,
         notes=notes(report),
         fraction_lines=fraction_lines(report),
         warning_legend=warning_legend(report),

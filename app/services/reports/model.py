@@ -14,10 +14,11 @@ from __future__ import annotations
 import datetime
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Final
 
 from app.services.reports.errors import ReportInputError
+from app.services.reports.residuals import ResidualSummary, StructureResidualRow
 from registration.stats import (
     DEFAULT_MARGIN_IN_USE_MM,
     DEFAULT_SHIFT_SOURCE,
@@ -94,6 +95,8 @@ class FractionRow:
     #: everything the fraction gives the three-part statistics (measured, proposed, signed,
     #: the machine's residual, the verification scan); None: not known (e.g. hand-made rows)
     shifts: FractionShifts | None = None
+    #: per structure, what was left after the couch's correction (empty without a result's)
+    residuals: tuple[StructureResidualRow, ...] = ()
 
     def __post_init__(self) -> None:
         where = f"(patient {self.patient_id!r}, fraction {self.fraction_number})"
@@ -272,6 +275,7 @@ class Report:
     parts: ThreePartStatistics | None = None
     #: NAL / eNAL (/ SAL) per listed course, from the measured corrections
     offline: tuple[ProtocolOutcome, ...] = ()
+    residuals: ResidualSummary = field(default_factory=ResidualSummary)
 
     @property
     def is_empty(self) -> bool:

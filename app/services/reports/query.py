@@ -58,6 +58,7 @@ from app.services.reports import (
     ReportPeriod,
     build_report,
 )
+from app.services.reports.residuals import StructureResidualRow
 from app.services.reports.shifts_db import fraction_shifts
 from registration.couch import CouchCorrection
 from registration.stats import DEFAULT_BOOTSTRAP_RESAMPLES, ShiftSource
@@ -149,6 +150,12 @@ def _row(
         signed_by=None if signoff is None else signoff.printed_name,
         signed_at=None if signoff is None else signoff.signed_at,
         shifts=shifts,
+        residuals=tuple(
+            StructureResidualRow(
+                str(r["structure"]), str(r["type"]), float(r["max_mm"]), float(r["p95_mm"])
+            )
+            for r in result.residuals or ()
+        ),
     )
 
 

@@ -377,8 +377,30 @@ def _about_sheet(sheet: Worksheet, report: Report) -> None:
     _widths(sheet, [34, 110, 50])
 
 
+def _residuals_sheet(sheet: Worksheet, report: Report) -> None:
+    """Per patient and structure, then per population group: the residual max (mm)."""
+    _header(
+        sheet,
+        ["patient_id", "structure", "type", "fractions", "mean_max_mm", "p95_max_mm", "largest_mm"],
+    )
+    for p in report.residuals.patients:
+        _append(
+            sheet,
+            [p.patient_id, p.structure, p.interpreted_type, p.fractions, p.mean_max_mm, None,
+             p.largest_max_mm],
+        )  # fmt: skip
+    for g in report.residuals.population:
+        _append(
+            sheet,
+            ["(population)", g.group, f"{g.patients} patients", g.fractions, g.mean_max_mm,
+             g.p95_max_mm, g.largest_max_mm],
+        )  # fmt: skip
+    _widths(sheet, [14, 22, 14, 10, 12, 12, 12])
+
+
 def to_xlsx(report: Report) -> bytes:
-    """Sheets Fractions, Patients, Population, Warnings, Three parts, Offline protocols, About.
+    """Sheets Fractions, Patients, Population, Residuals, Warnings, Three parts, Offline
+    protocols, About (see the module docstring).
 
     Numbers are stored at full precision and displayed with 2 decimals; dates are Excel dates,
     ``signed_at`` is an Excel date-time in UTC. An empty report keeps every sheet and header.
@@ -390,6 +412,7 @@ def to_xlsx(report: Report) -> bytes:
     _fractions_sheet(fractions, report)
     _patients_sheet(workbook.create_sheet("Patients"), report)
     _population_sheet(workbook.create_sheet("Population"), report)
+    _residuals_sheet(workbook.create_sheet("Residuals"), report)
     _warnings_sheet(workbook.create_sheet("Warnings"), report)
     _parts_sheet(workbook.create_sheet("Three parts"), report)
     _offline_sheet(workbook.create_sheet("Offline protocols"), report)

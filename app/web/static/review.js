@@ -41,6 +41,9 @@
   let grid = null;
   let plan = null;
   let mvct = null;
+  // the course's structures: one bit per structure per review voxel (app/web/review_structures.py)
+  let structures = [];
+  let structureBits = null;
   let lut = null;
   const canvases = {};
   const buffers = {};
@@ -87,9 +90,47 @@
     setWindow(state.preset);
     render();
     perf.loadMs = performance.now() - started;
+    perf.size = grid.size.slice();
+    perf.spacingMm = grid.spacing_mm;
+    perf.isoIndex = grid.isocenter_index.slice();
     perf.ready = true;
     status.textContent = describeGrid();
+    await loadStructures();
     document.body.dataset.reviewReady = "1";
+  }
+
+  async function loadStructures() {
+    try {
+      const meta = await (await fetchChecked(config.structuresUrl)).json();
+      if (!meta.url || meta.structures.length === 0) return;
+      const bits = new Uint32Array(await (await fetchChecked(meta.url)).arrayBuffer());
+      const [nx, ny, nz] = grid.size;
+      if (bits.length !== nx * ny * nz) throw new Error("the structures are incomplete: reload the page");
+      structures = meta.structures;
+      structureBits = bits;
+    } catch (error) {
+      status.textContent += " · structures cannot be shown: " + error.message;
+      return;
+    }
+    const box = document.getElementById("structure-toggles");
+    for (const structure of structures) {
+      const label = document.createElement("label");
+      const input = document.createElement("input");
+      input.type = "checkbox";
+      input.checked = structure.on;
+      input.dataset.structure = structure.name;
+      input.addEventListener("change", () => {
+        structure.on = input.checked;
+        render();
+      });
+      const swatch = document.createElement("span");
+      swatch.className = "swatch";
+      swatch.style.background = "rgb(" + structure.color.join(",") + ")";
+      label.append(input, swatch, " " + structure.name);
+      box.append(label);
+    }
+    box.hidden = false;
+    render();
   }
 
   function describeGrid() {
@@ -318,6 +359,7 @@
     const context = canvas.getContext("2d");
     context.imageSmoothingEnabled = true;
     context.drawImage(source, 0, 0, width, height);
+    drawContours(context, g, scale, side);
     const [cu, cv] = crosshair(plane);
     const [iu, iv] = isoPixel(plane);
     const halves = side ? [0, g.w] : [0];
@@ -337,6 +379,84 @@
     }
     const offset = planeOffsetMm(plane);
     document.getElementById("pos-" + plane).textContent = (offset >= 0 ? "+" : "") + offset.toFixed(1) + " mm from isocentre";
+  }
+
+  // Structures: as planned on the planning CT (solid), and on the MVCT where today's anatomy of
+  // each structure is after the couch moves by the correction on screen: a planning point p is
+  // today at M·p (M: the registration, config.planningToDaily); the view shows the MVCT at M_C·q
+  // ("after") or at q ("before"), so the anatomy of p appears at q with M_C·q = M·p. For each
+  // view pixel q the structure bits are read at p = M⁻¹·(M_C·q) (nearest voxel). Side by side:
+  // planned on the left, today's on the right; overlaid views draw today's dotted.
+  function structureMapping(mapping) {
+    const m = config.planningToDaily;
+    if (m === null) return null;
+    const o = grid.origin_mm;
+    const s = grid.spacing_mm;
+    const Rt = [0, 1, 2].map((r) => [m[0][r], m[1][r], m[2][r]]);
+    const t = [m[0][3], m[1][3], m[2][3]];
+    const dot = (row, v) => row[0] * v[0] + row[1] * v[1] + row[2] * v[2];
+    // p = Rt·d + e in index space, e = (Rt·o − Rt·t − o) / s
+    const e = [0, 1, 2].map((r) => (dot(Rt[r], o) - dot(Rt[r], t) - o[r]) / s);
+    if (mapping === null) return { A: Rt, b: e };
+    const A = [0, 1, 2].map((r) => [0, 1, 2].map((c) => Rt[r][0] * mapping.R[0][c] + Rt[r][1] * mapping.R[1][c] + Rt[r][2] * mapping.R[2][c]));
+    const b = [0, 1, 2].map((r) => dot(Rt[r], mapping.c) + e[r]);
+    return { A, b };
+  }
+
+  function drawContours(context, g, scale, side) {
+    if (structureBits === null) return;
+    let visible = 0;
+    for (const structure of structures) if (structure.on) visible |= 1 << structure.bit;
+    if (visible === 0) return;
+    const [nx, ny, nz] = grid.size;
+    const planned = new Int32Array(g.w * g.h);
+    const moved = new Int32Array(g.w * g.h);
+    const sm = structureMapping(mvctMapping());
+    for (let v = 0; v < g.h; v++) {
+      for (let u = 0; u < g.w; u++) {
+        const x = g.p0[0] + u * g.du[0] + v * g.dv[0];
+        const y = g.p0[1] + u * g.du[1] + v * g.dv[1];
+        const z = g.p0[2] + u * g.du[2] + v * g.dv[2];
+        planned[v * g.w + u] = structureBits[(z * ny + y) * nx + x] & visible;
+        if (sm === null) continue;
+        const A = sm.A;
+        const i = Math.round(A[0][0] * x + A[0][1] * y + A[0][2] * z + sm.b[0]);
+        const j = Math.round(A[1][0] * x + A[1][1] * y + A[1][2] * z + sm.b[1]);
+        const k = Math.round(A[2][0] * x + A[2][1] * y + A[2][2] * z + sm.b[2]);
+        if (i >= 0 && j >= 0 && k >= 0 && i < nx && j < ny && k < nz) {
+          moved[v * g.w + u] = structureBits[(k * ny + j) * nx + i] & visible;
+        }
+      }
+    }
+    outlines(context, planned, g, scale, 0, false);
+    if (sm !== null) outlines(context, moved, g, scale, side ? g.w : 0, !side);
+  }
+
+  // the edges between a structure's inside and outside pixels, 2 screen pixels wide
+  function outlines(context, bits, g, scale, dx, dotted) {
+    const thick = 2;
+    const cell = Math.max(1, Math.round(scale));
+    for (const structure of structures) {
+      if (!structure.on) continue;
+      const bit = 1 << structure.bit;
+      context.fillStyle = "rgb(" + structure.color.join(",") + ")";
+      for (let v = 0; v < g.h; v++) {
+        for (let u = 0; u < g.w; u++) {
+          if (dotted && ((u + v) & 1) === 1) continue;
+          const inside = (bits[v * g.w + u] & bit) !== 0;
+          const right = u + 1 < g.w && (bits[v * g.w + u + 1] & bit) !== 0;
+          const below = v + 1 < g.h && (bits[(v + 1) * g.w + u] & bit) !== 0;
+          if (inside !== right) {
+            context.fillRect(Math.round((dx + u + 1) * scale) - 1, Math.round(v * scale), thick, cell);
+          }
+          if (inside !== below) {
+            context.fillRect(Math.round((dx + u) * scale), Math.round((v + 1) * scale) - 1, cell, thick);
+          }
+          if (inside && u === 0) context.fillRect(Math.round(dx * scale), Math.round(v * scale), thick, cell);
+          if (inside && v === 0) context.fillRect(Math.round((dx + u) * scale), 0, cell, thick);
+        }
+      }
+    }
   }
 
   function planeOffsetMm(plane) {

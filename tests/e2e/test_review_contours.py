@@ -1,0 +1,76 @@
+"""The planning contours on the review page (Chromium): drawn in the structure's colour, moved
+with a nudge on the MVCT side, and hidden by the structure's toggle."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import planning_fixtures as pf
+import service_fixtures as sf
+from e2e_support import PHYSICIAN, LiveServer, open_review, sign_in
+
+#: the PTV-coloured pixels of the axial view, left (planning) and right (MVCT) half
+RED_PIXELS = """([r, g, b]) => {
+    const c = document.getElementById('view-axial');
+    const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+    const half = c.width / 2;
+    const out = {left: [], right: [], count: 0};
+    for (let i = 0; i < d.length; i += 4) {
+        if (d[i] !== r || d[i + 1] !== g || d[i + 2] !== b) continue;
+        const x = (i / 4) % c.width;
+        out.count += 1;
+        (x < half ? out.left : out.right).push(x);
+    }
+    return {left: Math.min(...out.left), right: Math.min(...out.right), count: out.count,
+            width: c.width};
+}"""
+
+
+def test_the_ptv_contour_is_drawn_moves_with_a_nudge_and_its_toggle_hides_it(
+    context: Any, server: LiveServer, tmp_path_factory: Any, shots: Any
+) -> None:
+    series = server.series
+    package = pf.planning_package(series.planning, series.isocenter, tmp_path_factory.mktemp("rt"))
+    iso = series.isocenter
+    with httpx.Client(base_url=server.base_url, timeout=120) as client:
+        response = client.post(
+            "/api/v1/courses",
+            headers=server.console,
+            data={"patient_id": sf.PATIENT_ID, "isocenter": f"{iso.x_mm},{iso.y_mm},{iso.z_mm}"},
+            files=sf.upload("planning", series.planning)
+            + pf.rt_upload("rtstruct", package.rtstruct)
+            + pf.rt_upload("rtplan", package.rtplan),
+        )
+        assert response.status_code in (200, 201), response.text
+    fraction = server.registered_fraction()
+    page = context.new_page()
+    sign_in(page, server, PHYSICIAN)
+    open_review(page, fraction["id"])
+    ptv = page.locator('input[data-structure="PTV"]')
+    assert ptv.is_checked()
+    assert page.locator('input[data-structure="SpinalCord"]').is_checked()
+    assert not page.locator('input[data-structure="BODY"]').is_checked()
+    assert "PTV" in page.inner_text("#residuals")
+    shots(page, "blend")
+    page.click("#mode-side")
+    red = list(pf.PTV_COLOUR)
+    before = page.evaluate(RED_PIXELS, red)
+    assert before["count"] > 0 and before["left"] < before["width"] / 2 <= before["right"]
+    # on the planning CT the PTV's left edge is at the isocentre − 20 mm (radiological: the
+    # patient's right on the screen's left)
+    nx = page.evaluate("window.__review.size[0]")
+    spacing_mm = page.evaluate("window.__review.spacingMm")
+    scale = before["width"] / (2 * nx)
+    iso_u = page.evaluate("window.__review.isoIndex[0]")
+    expected_left = (iso_u - pf.PTV_RADIUS_MM / spacing_mm) * scale
+    assert abs(before["left"] - expected_left) <= 2 * scale + 2
+    for _ in range(4):  # +2 mm lateral: the MVCT and today's PTV move 2 mm to the patient's left
+        page.click("#nudge-lateral_mm-plus")
+    after = page.evaluate(RED_PIXELS, red)
+    shots(page, "nudged")
+    assert after["left"] == before["left"]  # as planned: does not move
+    moved_px = after["right"] - before["right"]
+    assert abs(moved_px - 2.0 / spacing_mm * scale) <= scale + 1, (moved_px, scale)
+    ptv.uncheck()
+    assert page.evaluate(RED_PIXELS, red)["count"] == 0
