@@ -14,6 +14,15 @@ import numpy as np
 
 from registration.frames import FloatArray, PatientPosition, lps_to_iec_matrix
 
+_LAST_ROW = np.array([0.0, 0.0, 0.0, 1.0])
+_IDENTITY_3 = np.eye(3)
+
+
+def _all_close(a: FloatArray, b: FloatArray, *, atol: float) -> bool:
+    """``np.allclose(a, b, rtol=1e-5, atol=atol)`` for finite arrays, without its overhead
+    (transforms are built hundreds of times per registration)."""
+    return bool(np.all(np.abs(a - b) <= atol + 1e-5 * np.abs(b)))
+
 
 @dataclass(frozen=True, slots=True)
 class LpsPoint:
@@ -103,11 +112,11 @@ class RigidTransformLps:
         m = np.asarray(self.matrix, dtype=np.float64)
         if m.shape != (4, 4) or not np.all(np.isfinite(m)):
             raise ValueError("a rigid transform needs a finite 4×4 matrix")
-        if not np.allclose(m[3], [0.0, 0.0, 0.0, 1.0]):
+        if not _all_close(m[3], _LAST_ROW, atol=1e-8):
             raise ValueError("the last row of a rigid 4×4 matrix must be 0 0 0 1")
         r = m[:3, :3]
         # atol 1e-5: the JSON form keeps 6 decimals, which moves R·Rᵀ off I by up to ~2e-6
-        if not np.allclose(r @ r.T, np.eye(3), atol=1e-5) or np.linalg.det(r) < 0:
+        if not _all_close(r @ r.T, _IDENTITY_3, atol=1e-5) or np.linalg.det(r) < 0:
             raise ValueError("the 3×3 part of a rigid transform must be a proper rotation")
 
     @classmethod

@@ -11,7 +11,10 @@ optima is better.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
+import numpy.typing as npt
 import SimpleITK as sitk
 from scipy import ndimage
 
@@ -24,6 +27,7 @@ PROBE_STEP_DEG = 1.0
 #: A step must improve MI by more than this to count as "not at the optimum".
 PROBE_TOLERANCE_NATS = 0.0
 MAX_SAMPLES = 20_000
+BINS = 32
 
 
 class MiProbe:
@@ -47,22 +51,26 @@ class MiProbe:
         )
         self.planning = planning
         self.moving_array = sitk.GetArrayViewFromImage(planning)
-        self.fixed_edges = np.linspace(*DAILY_WINDOW_HU, 33)
-        self.moving_edges = np.linspace(*PLANNING_WINDOW_HU, 33)
+        self.fixed_edges = np.linspace(*DAILY_WINDOW_HU, BINS + 1)
+        self.moving_edges = np.linspace(*PLANNING_WINDOW_HU, BINS + 1)
+        # the MVCT samples never move: their bins are found once, not at every evaluation
+        self.fixed_bins = _bin_index(self.fixed_values, self.fixed_edges)
+        self.planning_origin = np.array(planning.GetOrigin())
+        self.planning_direction = np.array(planning.GetDirection()).reshape(3, 3)
+        self.planning_spacing = np.array(planning.GetSpacing())
 
     def mi(self, daily_to_planning: RigidTransformLps) -> float:
         if not self.usable:
             return float("nan")
         pts = daily_to_planning.apply_array(self.points)
-        pl = self.planning
-        pd = np.array(pl.GetDirection()).reshape(3, 3)
-        cont = ((pts - np.array(pl.GetOrigin())) @ pd) / np.array(pl.GetSpacing())
+        cont = ((pts - self.planning_origin) @ self.planning_direction) / self.planning_spacing
         moving_values = ndimage.map_coordinates(
             self.moving_array, cont[:, ::-1].T, order=1, mode="nearest"
         )
-        joint, _, _ = np.histogram2d(
-            self.fixed_values, moving_values, bins=(self.fixed_edges, self.moving_edges)
-        )
+        moving_bins = _bin_index(moving_values, self.moving_edges)
+        n = BINS + 2  # bin 0 and bin BINS + 1 hold the values outside the edges
+        counts = np.bincount(self.fixed_bins * n + moving_bins, minlength=n * n)
+        joint = counts.reshape(n, n)[1:-1, 1:-1].astype(np.float64)
         p = joint / joint.sum()
         px = p.sum(axis=1, keepdims=True)
         py = p.sum(axis=0, keepdims=True)
@@ -91,3 +99,11 @@ class MiProbe:
             if self.mi(step.then(estimate)) > best + PROBE_TOLERANCE_NATS:
                 return False
         return True
+
+
+def _bin_index(values: npt.NDArray[np.floating[Any]], edges: FloatArray) -> npt.NDArray[np.intp]:
+    """Histogram bin of each value as ``np.histogram2d`` counts it: 1 … len(edges) − 1 inside
+    (the last edge belongs to the last bin), 0 below and len(edges) above the edges."""
+    index: npt.NDArray[np.intp] = np.searchsorted(edges, values, side="right")
+    index[values == edges[-1]] -= 1
+    return index
