@@ -192,6 +192,7 @@ def test_the_csv_header_carries_units_and_there_is_one_row_per_fraction() -> Non
         "trusted", "decision", "signed_by", "signed_at",
         *(f"measured_{a}" for a in SIX), *(f"residual_{a}" for a in SIX), "residual_source",
         *(f"adjustment_{a}" for a in SIX),
+        "ptv_residual_structure", "ptv_residual_max_mm", "ptv_residual_p95_mm",
     ]  # fmt: skip
     assert len(table) - 1 == sum(len(v) for v in LATERAL_MM.values())
     assert data.count(b"\r\n") == len(table)  # RFC 4180 line ends

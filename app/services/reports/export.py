@@ -127,7 +127,11 @@ def _instant(value: datetime.datetime | None) -> str | None:
 
 
 def report_json(report: Report) -> dict[str, Any]:
-    """The report as plain JSON: what it covers, its notes, the statistics and every row."""
+    """The report as plain JSON: what it covers, its notes, the statistics and every row.
+
+    ``residuals`` (top level): the per-patient and population summary
+    (:mod:`app.services.reports.residuals`); per row: each structure's ``max_mm`` and ``p95_mm``.
+    """
     context = report.context
     rows = [
         {
@@ -151,6 +155,7 @@ def report_json(report: Report) -> dict[str, Any]:
             "repeat_image": row.repeat_image,
             "counted": row.counts_in_statistics,
             **part_columns(row),
+            "residuals": [dataclasses.asdict(r) for r in row.residuals],
         }
         for row, vector_mm in zip(report.rows, report.vectors_mm, strict=True)
     ]
@@ -171,6 +176,7 @@ def report_json(report: Report) -> dict[str, Any]:
         "statistics": report.statistics.to_dict(),
         "three_parts": None if report.parts is None else report.parts.to_dict(),
         "offline_protocols": [dataclasses.asdict(outcome) for outcome in report.offline],
+        "residuals": dataclasses.asdict(report.residuals),
         "rows": rows,
     }
 

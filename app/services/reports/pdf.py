@@ -1,8 +1,9 @@
 """The physicists' PDF (reportlab platypus, A4 portrait).
 
 Contents, in order: title and period, the population table (M, Σ, σ, margins with 95 % CIs vs
-the margin in use, the verdict: bold red when not adequate), notes, fraction-level numbers, early
-warnings, box plots, 3D histogram, per-patient time series, the per-patient table, definitions
+the margin in use, the verdict: bold red when not adequate), notes, the three parts, the
+residuals at the target and the organs at risk (as on the HTML page), fraction-level numbers,
+early warnings, box plots, 3D histogram, per-patient time series, the per-patient table, definitions
 and how the report was made. Every page carries the title and the period in its header and
 "Page i of N" with the generation time in its footer.
 
@@ -64,10 +65,16 @@ from app.services.reports.present_parts import (
     OFFLINE_NOTE,
     PART_HEADER,
     PART_TITLES,
+    RESIDUALS_NOTE,
+    RESIDUALS_PATIENT_HEADER,
+    RESIDUALS_POPULATION_HEADER,
+    RESIDUALS_TITLE,
     offline_rows,
     part_cells,
     part_notes,
     parts_of,
+    residual_patient_cells,
+    residual_population_cells,
 )
 from registration.stats import MarginVerdict
 
@@ -201,6 +208,22 @@ def _parts_story(report: Report, s: dict[str, ParagraphStyle]) -> list[Flowable]
     return story
 
 
+def _residuals_story(report: Report, s: dict[str, ParagraphStyle]) -> list[Flowable]:
+    """As on the HTML page: nothing without structures, else the population and patient tables."""
+    if not report.residuals.population:
+        return []
+    tables: list[Flowable] = []
+    for head, rows, widths in (
+        (RESIDUALS_POPULATION_HEADER, residual_population_cells(report), (50, 22, 22, 25, 30, 25)),
+        (RESIDUALS_PATIENT_HEADER, residual_patient_cells(report), (40, 60, 22, 25, 25)),
+    ):
+        body = [
+            [_p(c, s["head" if i == 0 else "cell"]) for c in r] for i, r in enumerate([head, *rows])
+        ]
+        tables += [_table(body, [w * mm for w in widths]), Spacer(1, 2 * mm)]
+    return [_p(RESIDUALS_TITLE, s["h2"]), _p(RESIDUALS_NOTE, s["small"]), *tables]
+
+
 def _patients_table(report: Report, s: dict[str, ParagraphStyle]) -> Table:
     head = patient_table_header(report)
     body: list[list[Any]] = [[_p(h, s["head"]) for h in head]]
@@ -261,6 +284,7 @@ def _story(report: Report, figures: ReportFigures) -> list[Flowable]:
         ),
         *_bullets(notes(report), s["bullet"]),
         *_parts_story(report, s),
+        *_residuals_story(report, s),
         _p("Fractions", s["h2"]),
         *_bullets(fraction_lines(report), s["bullet"]),
         _p("Early warnings", s["h2"]),

@@ -12,6 +12,7 @@ from typing import Final
 
 from app.services.reports.model import FractionRow, Report
 from app.services.reports.present import VERDICT_LABELS, mm
+from app.services.reports.residuals import worst_ptv
 from registration.stats_offline import ProtocolOutcome
 from registration.stats_parts import ErrorPart, RotationErrors, TranslationErrors
 
@@ -49,6 +50,24 @@ OFFLINE_HEADER: Final = (
 )
 
 PartValue = str | int | float | None
+
+#: the residuals section, in the words of the HTML page (templates/report.html)
+RESIDUALS_TITLE: Final = "What was left at the target and the organs at risk"
+RESIDUALS_NOTE: Final = (
+    "Per fraction, the largest displacement of a structure's surface after the couch applied the "
+    "correction it can apply (mm); the PTV row covers every PTV-type structure (the 50 mm sphere "
+    "around the isocentre for a course without one)."
+)
+RESIDUALS_POPULATION_HEADER: Final = (
+    "Structure", "Patients", "Fractions", "Mean max", "95th percentile", "Largest",
+)  # fmt: skip
+RESIDUALS_PATIENT_HEADER: Final = ("Patient", "Structure", "Fractions", "Mean max", "Largest")
+#: per fraction, the worst PTV-group structure's residual (appended to the CSV columns)
+PTV_RESIDUAL_COLUMNS: Final = (
+    "ptv_residual_structure",
+    "ptv_residual_max_mm",
+    "ptv_residual_p95_mm",
+)
 
 _SIX: Final = ("lateral_mm", "longitudinal_mm", "vertical_mm", "pitch_deg", "roll_deg", "yaw_deg")
 #: per fraction, what the three parts are made of (see :mod:`registration.stats_parts`)
@@ -171,3 +190,27 @@ OFFLINE_NOTE: Final = (
     "SAL (Bel et al., Radiother Oncol 1993;29:253) when its α and N_max are given. 'residual "
     "mean' is the systematic error the protocol would have left."
 )
+
+
+def ptv_residual_values(row: FractionRow) -> tuple[str | None, float | None, float | None]:
+    """:data:`PTV_RESIDUAL_COLUMNS` of one fraction; empty without a PTV or isocentre sphere."""
+    worst = worst_ptv(row.residuals)
+    return (None, None, None) if worst is None else (worst.structure, worst.max_mm, worst.p95_mm)
+
+
+def residual_population_cells(report: Report) -> list[list[str]]:
+    """:data:`RESIDUALS_POPULATION_HEADER` rows, mm to 1 decimal as on the HTML page."""
+    return [
+        [g.group, str(g.patients), str(g.fractions), mm(g.mean_max_mm, 1), mm(g.p95_max_mm, 1),
+         mm(g.largest_max_mm, 1)]
+        for g in report.residuals.population
+    ]  # fmt: skip
+
+
+def residual_patient_cells(report: Report) -> list[list[str]]:
+    """:data:`RESIDUALS_PATIENT_HEADER` rows, mm to 1 decimal as on the HTML page."""
+    return [
+        [p.patient_id, f"{p.structure} ({p.interpreted_type})", str(p.fractions),
+         mm(p.mean_max_mm, 1), mm(p.largest_max_mm, 1)]
+        for p in report.residuals.patients
+    ]  # fmt: skip

@@ -9,6 +9,9 @@ displacement of the structure's surface after the couch applied the correction i
 * over the population, for the PTV (every PTV-type structure, or the 50 mm isocentre sphere of
   a course without one) and for each organ at risk (type ORGAN, by name, case-insensitive):
   patients, fractions, mean, 95th percentile (linear interpolation) and largest ``max_mm``.
+
+Per fraction (the CSV's ``ptv_residual_*`` columns), :func:`worst_ptv` names the PTV-group
+structure with the largest ``max_mm`` and gives its ``max_mm`` and ``p95_mm``.
 """
 
 from __future__ import annotations
@@ -94,3 +97,9 @@ def _group(residual: StructureResidualRow) -> str | None:
     if residual.interpreted_type == "ORGAN":
         return residual.structure.strip().casefold()
     return None
+
+
+def worst_ptv(residuals: Sequence[StructureResidualRow]) -> StructureResidualRow | None:
+    """The PTV-group structure (PTV type, or the isocentre sphere) with the largest ``max_mm``."""
+    ptv = [r for r in residuals if _group(r) == "PTV"]
+    return max(ptv, key=lambda r: r.max_mm) if ptv else None

@@ -36,10 +36,12 @@ from app.services.reports.present_parts import (
     PART_COLUMNS,
     PART_HEADER,
     PART_TITLES,
+    PTV_RESIDUAL_COLUMNS,
     offline_rows,
     part_columns,
     part_notes,
     part_values,
+    ptv_residual_values,
 )
 from registration.stats import MarginVerdict, PatientStatistics, PopulationTranslationStats
 
@@ -62,6 +64,7 @@ CSV_COLUMNS: Final = (
     "signed_by",
     "signed_at",
     *PART_COLUMNS,
+    *PTV_RESIDUAL_COLUMNS,
 )
 _FORMULA_PREFIXES: Final = ("=", "+", "-", "@", "\t", "\r")
 _CSV_DECIMALS: Final = 4  # 0.1 µm: lossless for any shift a console reports
@@ -104,6 +107,7 @@ def fraction_values(report: Report) -> list[tuple[CellValue, ...]]:
             row.signed_by,
             row.signed_at.astimezone(datetime.UTC) if row.signed_at is not None else None,
             *part_columns(row).values(),
+            *ptv_residual_values(row),
         )
         for row, vector_mm in zip(report.rows, report.vectors_mm, strict=True)
     ]
@@ -130,7 +134,8 @@ def to_csv(report: Report) -> bytes:
 
     Floats are rounded to 4 decimals, booleans are ``true``/``false``, a missing decision is
     ``awaiting``, ``signed_at`` is ISO 8601 in UTC (``…Z``), missing values are empty. An empty
-    report is the header alone.
+    report is the header alone. The last columns, ``ptv_residual_*``, name the fraction's
+    PTV-group structure with the largest residual and give its max and 95th percentile (mm).
     """
     buffer = io.StringIO(newline="")
     writer = csv.writer(buffer, lineterminator="\r\n")
