@@ -118,6 +118,7 @@ def _viewer_config(
         "volumesUrl": f"/review/{fraction.id}/volumes",
         "signUrl": f"/review/{fraction.id}/sign",
         "lpsToIec": lps_to_iec_matrix(position).tolist(),
+        "patientPosition": position.value,
         "base": machine,
         "baseToDaily": base_to_daily,
         "initialOffset": offset,

@@ -7,6 +7,8 @@ uint32 per voxel (array order k, j, i; at most :data:`MAX_STRUCTURES` structures
 gzip-compressed beside the review volumes. ``review.js`` draws each structure's outline as
 planned on the planning CT and, on the MVCT, where today's anatomy of that structure is after
 the couch moves by the correction on screen (``M_C⁻¹·M``, redrawn with every nudge).
+``targets`` carries the PTV surface points (:func:`app.services.residuals.target_points`) from
+which ``review.js`` recomputes the residual at the target with every nudge.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from app.context import ServiceContext
 from app.db import repository as repo
 from app.db.models_planning import PlanningObject
 from app.jobs.planning_cache import CachedStructures
-from app.services.residuals import course_structures
+from app.services.residuals import course_structures, target_points
 from app.web.volumes import ReviewVolumes
 
 MAX_STRUCTURES = 32
@@ -36,12 +38,13 @@ FALLBACK_COLOURS = ((0, 160, 255), (255, 128, 0), (160, 80, 255), (0, 200, 120))
 def structures_for_review(
     ctx: ServiceContext, volumes: ReviewVolumes, fraction_id: int
 ) -> dict[str, Any]:
-    """The structures' names, types, colours, shown-by-default flags, bits and mask file."""
+    """The structures' names, types, colours, shown-by-default flags, bits and mask file, and
+    the targets' surface points."""
     grid = volumes.ensure(ctx, fraction_id)
     with ctx.sessions() as db:
         fraction = repo.fraction_by_id(db, fraction_id)
         if fraction is None or fraction.rtstruct_id is None:
-            return {"structures": [], "url": None}
+            return {"structures": [], "url": None, "targets": []}
         rtstruct = db.get(PlanningObject, fraction.rtstruct_id)
         assert rtstruct is not None
         serial = fraction.course.serial_oar_name_parts
@@ -50,6 +53,7 @@ def structures_for_review(
         cached = None
         if not path.is_file():
             _, cached = course_structures(ctx.store, db, fraction)
+        targets = target_points(ctx.store, db, fraction)
     if cached is not None:
         _write_bits(path, cached, grid)
     listed = json.loads(path.with_suffix(".json").read_text())
@@ -65,7 +69,7 @@ def structures_for_review(
         for item in listed
     ]
     url = f"/review/{fraction_id}/volumes/{grid['key']}/{name.removesuffix('.u32.gz')}.u32"
-    return {"structures": structures, "url": url}
+    return {"structures": structures, "url": url, "targets": targets}
 
 
 def structures_path(volumes: ReviewVolumes, key: str, name: str) -> Path | None:

@@ -45,6 +45,9 @@ MOTIONS = {
 ADJUSTED = ("PA", 2, 0.5)  #: the physician moved PA's 2nd fraction 0.5 mm further laterally
 VERIFIED = ("PB", 3)  #: PB's 3rd fraction has a verification scan
 LEFT = rigid_about(ISO, rot_z(0.2), (-0.4, 0.3, 0.1))  #: what that scan measured
+#: PB's course has structures: per fraction the stored residual max at its two PTVs (mm); the
+#: 3rd fraction (verified) has a large one that part (b) at the PTV must leave out
+PTV_MAX_MM = {1: (0.4, 0.3), 2: (0.9, 1.1), 3: (5.0, 4.0)}
 
 
 def motion(course: str, n: int) -> Any:
@@ -91,11 +94,29 @@ def insert(client: TestClient) -> None:
         session.add(Job(fraction_id=row.id, status="done"))
         return row.id
 
-    def result(fraction_id: int, moved: Any) -> dict[str, float]:
+    def result(fraction_id: int, moved: Any, residuals: Any = ()) -> dict[str, float]:
         data = review_data.known_result(moved, ISO, HFS)
         couch = data["couch_correction"]
-        session.add(RegistrationResult(fraction_id=fraction_id, result=data, trusted=True, **couch))
+        session.add(
+            RegistrationResult(
+                fraction_id=fraction_id,
+                result=data,
+                trusted=True,
+                residuals=list(residuals),
+                **couch,
+            )
+        )
         return dict(couch)
+
+    def structures(patient: str, n: int) -> list[dict[str, Any]]:
+        if patient != "PB":
+            return []
+        ptv, boost = PTV_MAX_MM[n]
+        return [
+            {"structure": "PTV_60", "type": "PTV", "max_mm": ptv, "p95_mm": ptv / 2},
+            {"structure": "PTV_boost", "type": "PTV", "max_mm": boost, "p95_mm": boost / 2},
+            {"structure": "Cord", "type": "ORGAN", "max_mm": 7.0, "p95_mm": 6.0},
+        ]
 
     with ctx.writer.begin() as session:
         signer = add_user(session, "dr-a", Role.PHYSICIAN, "Dr A", "a long password", "t")
@@ -114,7 +135,7 @@ def insert(client: TestClient) -> None:
             session.flush()
             for n in (1, 2, 3):
                 fraction_id = fraction(course, n, n - 1, 9, None)
-                signed = result(fraction_id, motion(patient, n))
+                signed = result(fraction_id, motion(patient, n), structures(patient, n))
                 decision = "approved"
                 if (patient, n) == ADJUSTED[:2]:
                     signed["lateral_mm"] += ADJUSTED[2]
@@ -228,3 +249,35 @@ def test_every_format_carries_the_three_parts_and_the_offline_protocols(
     pages = "".join(page.extract_text() for page in pypdf.PdfReader(io.BytesIO(pdf)).pages)
     assert "Set-up error in three parts" in pages
     assert "Offline protocols" in pages
+
+
+def test_part_b_carries_the_ptv_residual_of_machine_corrected_fractions_with_structures(
+    data: TestClient,
+) -> None:
+    """PB's fractions 1 and 2 (no verification scan): worst PTV max 0.4 and 1.1 mm; fraction 3
+    is verified and left out; the courses without structures add nothing."""
+    body = data.get(URL, params={"week": WEEK}).json()
+    summary = body["part_b_ptv_residual"]
+    assert summary["population"] == [
+        {
+            "group": "PTV",
+            "patients": 1,
+            "fractions": 2,
+            "mean_max_mm": pytest.approx(0.75),
+            "p95_max_mm": pytest.approx(0.4 + 0.95 * 0.7),
+            "largest_max_mm": pytest.approx(1.1),
+        }
+    ]
+    assert [(p["patient_id"], p["fractions"]) for p in summary["patients"]] == [("PB", 2)]
+    assert body["residuals"]["population"][0]["largest_max_mm"] == pytest.approx(5.0)
+    html = data.get(URL, params={"week": WEEK, "format": "html"}).text
+    assert "(b) Residual at the PTV from the structures" in html
+    part_b = html[html.index('id="part-b-ptv"') :]
+    assert '<td>PTV</td><td class="num">1</td><td class="num">2</td>' in part_b
+    assert '<td class="num">0.8</td>' in part_b and '<td class="num">1.1</td>' in part_b
+    pdf = data.get(URL, params={"week": WEEK, "format": "pdf"}).content
+    text = " ".join(
+        " ".join(page.extract_text() for page in pypdf.PdfReader(io.BytesIO(pdf)).pages).split()
+    )
+    assert "(b) Residual at the PTV from the structures" in text
+    assert "PTV 1 2 0.8 1.1 1.1" in text and "PB PTV (PTV) 2 0.8 1.1" in text

@@ -19,7 +19,7 @@ from collections.abc import Iterable, Sequence
 
 from app.services.reports.errors import ReportInputError
 from app.services.reports.model import AWAITING, REJECTED, FractionRow, Report, ReportContext
-from app.services.reports.residuals import summarise_residuals
+from app.services.reports.residuals import summarise_part_b_ptv, summarise_residuals
 from registration.errors import InputError
 from registration.stats import (
     DEFAULT_BOOTSTRAP_RESAMPLES,
@@ -31,7 +31,11 @@ from registration.stats import (
     summarise,
 )
 from registration.stats_offline import ProtocolOutcome, offline_protocols
-from registration.stats_parts import ThreePartStatistics, three_part_statistics
+from registration.stats_parts import (
+    ResidualSource,
+    ThreePartStatistics,
+    three_part_statistics,
+)
 
 
 def shift_record(row: FractionRow) -> ShiftRecord:
@@ -203,7 +207,18 @@ def build_report(
         residuals=summarise_residuals(
             [(r.patient_id, r.residuals) for r in ordered if r.counts_in_statistics]
         ),
+        part_b_ptv=summarise_part_b_ptv(
+            [(r.patient_id, r.residuals) for r in ordered if _residual_from_machine(r)]
+        ),
     )
+
+
+def _residual_from_machine(row: FractionRow) -> bool:
+    """The row is in part (b) with what the machine could not correct (no verification scan)."""
+    if not _applied(row) or row.shifts is None:
+        return False
+    residual = row.shifts.residual()
+    return residual is not None and residual[1] is ResidualSource.MACHINE
 
 
 def _applied(row: FractionRow) -> bool:

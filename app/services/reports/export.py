@@ -131,6 +131,7 @@ def report_json(report: Report) -> dict[str, Any]:
 
     ``residuals`` (top level): the per-patient and population summary
     (:mod:`app.services.reports.residuals`); per row: each structure's ``max_mm`` and ``p95_mm``.
+    ``part_b_ptv_residual`` (top level): part (b) at the PTV, the same shape (group ``"PTV"``).
     """
     context = report.context
     rows = [
@@ -177,6 +178,7 @@ def report_json(report: Report) -> dict[str, Any]:
         "three_parts": None if report.parts is None else report.parts.to_dict(),
         "offline_protocols": [dataclasses.asdict(outcome) for outcome in report.offline],
         "residuals": dataclasses.asdict(report.residuals),
+        "part_b_ptv_residual": dataclasses.asdict(report.part_b_ptv),
         "rows": rows,
     }
 

@@ -276,6 +276,9 @@ class Report:
     #: NAL / eNAL (/ SAL) per listed course, from the measured corrections
     offline: tuple[ProtocolOutcome, ...] = ()
     residuals: ResidualSummary = field(default_factory=ResidualSummary)
+    #: part (b) at the PTV: the worst PTV residual max of the couch's applied correction, over
+    #: the treated fractions without a verification scan whose course has structures
+    part_b_ptv: ResidualSummary = field(default_factory=ResidualSummary)
 
     @property
     def is_empty(self) -> bool:

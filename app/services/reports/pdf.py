@@ -63,6 +63,8 @@ from app.services.reports.present import (
 from app.services.reports.present_parts import (
     OFFLINE_HEADER,
     OFFLINE_NOTE,
+    PART_B_PTV_NOTE,
+    PART_B_PTV_TITLE,
     PART_HEADER,
     PART_TITLES,
     RESIDUALS_NOTE,
@@ -70,6 +72,8 @@ from app.services.reports.present_parts import (
     RESIDUALS_POPULATION_HEADER,
     RESIDUALS_TITLE,
     offline_rows,
+    part_b_ptv_patient_cells,
+    part_b_ptv_population_cells,
     part_cells,
     part_notes,
     parts_of,
@@ -198,6 +202,8 @@ def _parts_story(report: Report, s: dict[str, ParagraphStyle]) -> list[Flowable]
             _table(body, [w * mm for w in widths]),
             Spacer(1, 2 * mm),
         ]
+        if part.kind.value == "residual":
+            story += _part_b_ptv_story(report, s)
     story += _bullets(part_notes(report), s["bullet"])
     if report.offline:
         story.append(_p("Offline protocols (courses without daily imaging)", s["h2"]))
@@ -212,16 +218,33 @@ def _residuals_story(report: Report, s: dict[str, ParagraphStyle]) -> list[Flowa
     """As on the HTML page: nothing without structures, else the population and patient tables."""
     if not report.residuals.population:
         return []
+    tables = _residual_tables(residual_population_cells(report), residual_patient_cells(report), s)
+    return [_p(RESIDUALS_TITLE, s["h2"]), _p(RESIDUALS_NOTE, s["small"]), *tables]
+
+
+def _part_b_ptv_story(report: Report, s: dict[str, ParagraphStyle]) -> list[Flowable]:
+    """Part (b) at the PTV, as on the HTML page; nothing without such fractions."""
+    if not report.part_b_ptv.population:
+        return []
+    tables = _residual_tables(
+        part_b_ptv_population_cells(report), part_b_ptv_patient_cells(report), s
+    )
+    return [_p(PART_B_PTV_TITLE, s["body"]), _p(PART_B_PTV_NOTE, s["small"]), *tables]
+
+
+def _residual_tables(
+    population: list[list[str]], patients: list[list[str]], s: dict[str, ParagraphStyle]
+) -> list[Flowable]:
     tables: list[Flowable] = []
     for head, rows, widths in (
-        (RESIDUALS_POPULATION_HEADER, residual_population_cells(report), (50, 22, 22, 25, 30, 25)),
-        (RESIDUALS_PATIENT_HEADER, residual_patient_cells(report), (40, 60, 22, 25, 25)),
+        (RESIDUALS_POPULATION_HEADER, population, (50, 22, 22, 25, 30, 25)),
+        (RESIDUALS_PATIENT_HEADER, patients, (40, 60, 22, 25, 25)),
     ):
         body = [
             [_p(c, s["head" if i == 0 else "cell"]) for c in r] for i, r in enumerate([head, *rows])
         ]
         tables += [_table(body, [w * mm for w in widths]), Spacer(1, 2 * mm)]
-    return [_p(RESIDUALS_TITLE, s["h2"]), _p(RESIDUALS_NOTE, s["small"]), *tables]
+    return tables
 
 
 def _patients_table(report: Report, s: dict[str, ParagraphStyle]) -> Table:

@@ -12,7 +12,7 @@ from typing import Final
 
 from app.services.reports.model import FractionRow, Report
 from app.services.reports.present import VERDICT_LABELS, mm
-from app.services.reports.residuals import worst_ptv
+from app.services.reports.residuals import ResidualSummary, worst_ptv
 from registration.stats_offline import ProtocolOutcome
 from registration.stats_parts import ErrorPart, RotationErrors, TranslationErrors
 
@@ -62,6 +62,15 @@ RESIDUALS_POPULATION_HEADER: Final = (
     "Structure", "Patients", "Fractions", "Mean max", "95th percentile", "Largest",
 )  # fmt: skip
 RESIDUALS_PATIENT_HEADER: Final = ("Patient", "Structure", "Fractions", "Mean max", "Largest")
+#: part (b) at the PTV (:func:`app.services.reports.residuals.summarise_part_b_ptv`)
+PART_B_PTV_TITLE: Final = (
+    "(b) Residual at the PTV from the structures — what the machine could not correct"
+)
+PART_B_PTV_NOTE: Final = (
+    "Per fraction without a verification scan whose course has structures: the largest "
+    "displacement of the PTV surface (the worst PTV-type structure, or the 50 mm isocentre sphere) "
+    "after the couch applied the correction it can apply, mm; beside the per-axis residual above."
+)
 #: per fraction, the worst PTV-group structure's residual (appended to the CSV columns)
 PTV_RESIDUAL_COLUMNS: Final = (
     "ptv_residual_structure",
@@ -200,17 +209,35 @@ def ptv_residual_values(row: FractionRow) -> tuple[str | None, float | None, flo
 
 def residual_population_cells(report: Report) -> list[list[str]]:
     """:data:`RESIDUALS_POPULATION_HEADER` rows, mm to 1 decimal as on the HTML page."""
-    return [
-        [g.group, str(g.patients), str(g.fractions), mm(g.mean_max_mm, 1), mm(g.p95_max_mm, 1),
-         mm(g.largest_max_mm, 1)]
-        for g in report.residuals.population
-    ]  # fmt: skip
+    return _population_cells(report.residuals)
 
 
 def residual_patient_cells(report: Report) -> list[list[str]]:
     """:data:`RESIDUALS_PATIENT_HEADER` rows, mm to 1 decimal as on the HTML page."""
+    return _patient_cells(report.residuals)
+
+
+def part_b_ptv_population_cells(report: Report) -> list[list[str]]:
+    """Part (b) at the PTV, :data:`RESIDUALS_POPULATION_HEADER` rows (empty: no such fraction)."""
+    return _population_cells(report.part_b_ptv)
+
+
+def part_b_ptv_patient_cells(report: Report) -> list[list[str]]:
+    """Part (b) at the PTV, :data:`RESIDUALS_PATIENT_HEADER` rows."""
+    return _patient_cells(report.part_b_ptv)
+
+
+def _population_cells(summary: ResidualSummary) -> list[list[str]]:
+    return [
+        [g.group, str(g.patients), str(g.fractions), mm(g.mean_max_mm, 1), mm(g.p95_max_mm, 1),
+         mm(g.largest_max_mm, 1)]
+        for g in summary.population
+    ]  # fmt: skip
+
+
+def _patient_cells(summary: ResidualSummary) -> list[list[str]]:
     return [
         [p.patient_id, f"{p.structure} ({p.interpreted_type})", str(p.fractions),
          mm(p.mean_max_mm, 1), mm(p.largest_max_mm, 1)]
-        for p in report.residuals.patients
+        for p in summary.patients
     ]  # fmt: skip

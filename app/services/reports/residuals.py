@@ -12,6 +12,12 @@ displacement of the structure's surface after the couch applied the correction i
 
 Per fraction (the CSV's ``ptv_residual_*`` columns), :func:`worst_ptv` names the PTV-group
 structure with the largest ``max_mm`` and gives its ``max_mm`` and ``p95_mm``.
+
+Part (b) of the three-part statistics (:mod:`registration.stats_parts`) for a fraction without a
+verification scan is what the machine could not correct; when the fraction's course has
+structures, :func:`summarise_part_b_ptv` adds the residual at the PTV of the couch's applied
+correction: per fraction the worst PTV-group ``max_mm`` (:func:`worst_ptv`), summarised per
+patient and over the population as above (one group, ``"PTV"``).
 """
 
 from __future__ import annotations
@@ -103,3 +109,18 @@ def worst_ptv(residuals: Sequence[StructureResidualRow]) -> StructureResidualRow
     """The PTV-group structure (PTV type, or the isocentre sphere) with the largest ``max_mm``."""
     ptv = [r for r in residuals if _group(r) == "PTV"]
     return max(ptv, key=lambda r: r.max_mm) if ptv else None
+
+
+def summarise_part_b_ptv(
+    rows: Sequence[tuple[str, Sequence[StructureResidualRow]]],
+) -> ResidualSummary:
+    """``rows``: (patient id, residuals) of the fractions whose part (b) is the machine's;
+    fractions without a PTV-group structure are left out (module docstring)."""
+    worst = [(pid, worst_ptv(residuals)) for pid, residuals in rows]
+    return summarise_residuals(
+        [
+            (pid, [StructureResidualRow("PTV", "PTV", w.max_mm, w.p95_mm)])
+            for pid, w in worst
+            if w is not None
+        ]
+    )

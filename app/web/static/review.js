@@ -44,6 +44,8 @@
   // the course's structures: one bit per structure per review voxel (app/web/review_structures.py)
   let structures = [];
   let structureBits = null;
+  // the targets' surface points (≤ 2000 each, LPS mm, planning frame) for the live residual
+  let targets = [];
   let lut = null;
   const canvases = {};
   const buffers = {};
@@ -108,6 +110,8 @@
       if (bits.length !== nx * ny * nz) throw new Error("the structures are incomplete: reload the page");
       structures = meta.structures;
       structureBits = bits;
+      targets = meta.targets || [];
+      updateTargetResiduals();
     } catch (error) {
       status.textContent += " · structures cannot be shown: " + error.message;
       return;
@@ -229,6 +233,49 @@
     const rq = apply(rA, q);
     const t = apply(rA, tm).map((v, r) => v - rq[r] + q[r] + d[r]);
     return { R, t };
+  }
+
+  // The residual at each target for the correction on screen, as in registration/residuals.py:
+  // r(p) = |M_C⁻¹·M·p − p| over the target's surface points p (planning LPS mm), with M =
+  // config.planningToDaily (the registration, planning → daily LPS) and M_C = A_δ ∘ M_base
+  // (adjustedMotion: M_base = registration.couch.correction_as_planning_to_daily of the
+  // registration's correction; δ the nudge, a rigid motion about today's isocentre q = M_base·P in
+  // IEC table axes, registration/adjustment.py), so M_C⁻¹·x = Rᵀ·(x − t). Max and the 95th
+  // percentile (linear interpolation, as numpy) go to the table's "on screen" cell.
+  function updateTargetResiduals() {
+    const m = config.planningToDaily;
+    if (m === null || config.baseToDaily === null || targets.length === 0) return;
+    const { R, t } = adjustedMotion();
+    const shown = {};
+    for (const target of targets) {
+      const points = target.points_lps_mm;
+      if (points.length === 0) continue;
+      const distance = new Float64Array(points.length);
+      for (let n = 0; n < points.length; n++) {
+        const p = points[n];
+        const y = [0, 1, 2].map((r) => m[r][0] * p[0] + m[r][1] * p[1] + m[r][2] * p[2] + m[r][3] - t[r]);
+        let sum = 0;
+        for (let c = 0; c < 3; c++) {
+          const back = R[0][c] * y[0] + R[1][c] * y[1] + R[2][c] * y[2];
+          sum += (back - p[c]) ** 2;
+        }
+        distance[n] = Math.sqrt(sum);
+      }
+      distance.sort();
+      const at = 0.95 * (distance.length - 1);
+      const low = Math.floor(at);
+      const high = Math.min(low + 1, distance.length - 1);
+      const p95 = distance[low] + (distance[high] - distance[low]) * (at - low);
+      const max = distance[distance.length - 1];
+      shown[target.name] = { maxMm: max, p95Mm: p95 };
+      const cell = document.querySelector('#residuals td[data-live="' + CSS.escape(target.name) + '"]');
+      if (cell) {
+        cell.textContent = max.toFixed(1) + " / " + p95.toFixed(1) + " mm";
+        cell.dataset.maxMm = String(max);
+      }
+    }
+    perf.targetResiduals = shown;
+    perf.targetOffset = state.offset.slice(); // the nudges these residuals are for
   }
 
   function mvctMapping() {
@@ -579,6 +626,7 @@
     }
     if (!state.after) setState(true, false);
     showCorrection();
+    updateTargetResiduals();
     render(started);
     perf.lastNudgeMs = performance.now() - started;
   }
