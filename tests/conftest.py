@@ -23,6 +23,9 @@ _EXIT_STATUS_KEY = pytest.StashKey[int]()
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    fixtures = sys.modules.get("service_fixtures")
+    if fixtures is not None:  # the shared warm workers must not outlive the suite
+        fixtures.shutdown_shared_pool()
     status = int(exitstatus)
     if os.environ.get("MVCT_GUIDE_FAIL_ON_SKIP") == "1":
         reporter = session.config.pluginmanager.get_plugin("terminalreporter")
