@@ -112,14 +112,16 @@ def stop(ctx: ServiceContext, owns_pool: bool, dicom: DicomService | None = None
 
 
 def _queue_jobs(ctx: ServiceContext) -> QueueJobs:
-    from app.jobs.celery_app import make_celery, publisher
+    from app.jobs.celery_app import make_celery, preparation_publisher, publisher
 
+    celery = make_celery(ctx.settings)
     return QueueJobs(
         ctx.sessions,
-        publisher(make_celery(ctx.settings), ctx.settings.queue_name),
+        publisher(celery, ctx.settings.queue_name),
         sweep_s=ctx.settings.queue_sweep_s,
         stale_after_s=ctx.settings.job_heartbeat_timeout_s,
         check_s=ctx.settings.job_heartbeat_s,
+        publish_preparation=preparation_publisher(celery, ctx.settings.queue_name),
     )
 
 

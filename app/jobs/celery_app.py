@@ -1,4 +1,4 @@
-"""The Celery application of the scale-out mode: one task, late acknowledgement, warm workers.
+"""The Celery application of the scale-out mode: registrations acknowledged late, warm workers.
 
 ``mvct-guide worker`` runs :func:`run_worker`: a Celery worker (prefork pool, ``--concurrency``
 processes) whose every process imports ITK/elastix once when it starts (``worker_process_init``,
@@ -17,12 +17,19 @@ Delivery guarantees (Celery's documented options, set in :func:`make_celery`):
 The task itself is :func:`app.jobs.steps.run_job`: claim (compare-and-set), the same
 ``worker.run_registration`` as the embedded pool, record. The broker only says "look at job N";
 the jobs table decides what happens, so a message delivered twice never yields two results.
+
+A second task, :data:`PREPARE_TASK_NAME`, is sent when a course is created: one worker process
+prepares the planning CT into its memory and writes the prepared file every other process loads
+(:mod:`registration.prepared_file`), so the course's first fraction does not prepare it. It is
+idempotent and acknowledged when received: a preparation lost with its worker, or one that fails,
+only means the first fraction prepares the planning CT itself.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import re
 import socket
 from dataclasses import dataclass
 from typing import Any
@@ -36,6 +43,8 @@ from app.storage import ImageStore
 
 log = logging.getLogger(__name__)
 TASK_NAME = "mvct_guide.register"
+PREPARE_TASK_NAME = "mvct_guide.prepare_planning"
+_SHA256 = re.compile(r"[0-9a-f]{64}")
 _DB_RETRY_S = 5.0
 _DB_MAX_RETRIES = 120  # ten minutes of an unreachable database
 
@@ -60,6 +69,7 @@ def make_celery(settings: Settings) -> Celery:
         worker_proc_alive_timeout=300.0,
     )
     app.task(name=TASK_NAME, bind=True, acks_late=True, reject_on_worker_lost=True)(_register)
+    app.task(name=PREPARE_TASK_NAME, acks_late=False, reject_on_worker_lost=False)(_prepare)
     return app
 
 
@@ -70,6 +80,21 @@ def publisher(app: Celery, queue: str) -> Any:
         app.send_task(
             TASK_NAME,
             args=[job_id],
+            queue=queue,
+            retry=True,
+            retry_policy={"max_retries": 2, "interval_start": 0.2, "interval_step": 0.5},
+        )
+
+    return publish
+
+
+def preparation_publisher(app: Celery, queue: str) -> Any:
+    """``publish(planning_sha256)``: have a worker prepare a new course's planning CT."""
+
+    def publish(planning_sha256: str) -> None:
+        app.send_task(
+            PREPARE_TASK_NAME,
+            args=[planning_sha256],
             queue=queue,
             retry=True,
             retry_policy={"max_retries": 2, "interval_start": 0.2, "interval_step": 0.5},
@@ -144,6 +169,37 @@ def _register(task: Task, job_id: int, take_over: bool = False) -> str:
         ) from None
     log.info("job %d: %s", job_id, outcome)
     return outcome
+
+
+def _prepare(planning_sha256: str) -> str:
+    """Prepare a planning CT in this process and its prepared file (see the module docstring)."""
+    from app.jobs import steps
+    from app.jobs import task as worker
+
+    runtime = _runtime
+    if runtime is None:
+        raise RuntimeError("this Celery worker was not started by `mvct-guide worker`")
+    if not _SHA256.fullmatch(planning_sha256):
+        log.warning("refused to prepare %r: not a series content hash", planning_sha256[:80])
+        return "refused"
+    outcome = worker.prepare(steps.preparation_task(runtime.store, planning_sha256))
+    if outcome.kind != "ok":
+        log.warning(
+            "planning %s not prepared in process %d (its first fraction prepares it): %s",
+            planning_sha256[:12],
+            os.getpid(),
+            outcome.message,
+        )
+    else:
+        log.info(
+            "planning %s ready in process %d (from %s, %.2f s)%s",
+            planning_sha256[:12],
+            os.getpid(),
+            outcome.planning_source,
+            outcome.seconds,
+            f"; {outcome.message}" if outcome.message else "",
+        )
+    return outcome.kind
 
 
 def run_worker(settings: Settings, concurrency: int, loglevel: str = "INFO") -> None:

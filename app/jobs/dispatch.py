@@ -11,6 +11,11 @@ compare-and-set on the jobs table, so a second message for a job finds it runnin
 does nothing.
 
 Waiting for a job polls its row, so any replica can answer for a job any worker ran.
+
+A new course's planning CT is sent to the workers to be prepared
+(:meth:`QueueJobs.prepare_planning`) by the same thread, after the jobs waiting to be published,
+once: a broker that refuses it costs the course's first fraction the preparation (logged), never
+the course.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import timedelta
 
 from sqlalchemy import func, select
@@ -39,6 +45,11 @@ class _Stop:
     pass
 
 
+@dataclass(frozen=True)
+class _Prepare:
+    planning_sha256: str
+
+
 class QueueJobs:
     """:class:`app.jobs.embedded.Jobs` for the scale-out mode; ``publish(job_id)`` sends one
     message."""
@@ -51,14 +62,16 @@ class QueueJobs:
         sweep_s: float,
         stale_after_s: float,
         check_s: float | None = None,
+        publish_preparation: Callable[[str], None] | None = None,
     ) -> None:
         self._sessions = sessions
         self._publish = publish
+        self._publish_preparation = publish_preparation
         self._sweep_s = sweep_s
         self._stale_after_s = stale_after_s
         self._check_s = check_s or sweep_s
         self._republished: dict[int, float] = {}  #: stale job → when it was last published
-        self._outbox: queue.Queue[int | _Stop] = queue.Queue()
+        self._outbox: queue.Queue[int | _Prepare | _Stop] = queue.Queue()
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
@@ -73,6 +86,11 @@ class QueueJobs:
 
     def enqueue(self, job_id: int) -> None:
         self._outbox.put(job_id)
+
+    def prepare_planning(self, planning_sha256: str) -> None:
+        """Have a worker prepare this (new course's) planning CT; returns at once."""
+        if self._publish_preparation is not None:
+            self._outbox.put(_Prepare(planning_sha256))
 
     async def wait_finished(self, job_id: int, timeout_s: float) -> bool:
         """Poll the job's row until done or failed; False on timeout."""
@@ -96,6 +114,7 @@ class QueueJobs:
 
     def _loop(self) -> None:
         pending: deque[int] = deque()
+        preparations: list[str] = []
         backoff_s = 1.0
         retry_at = 0.0
         next_sweep = 0.0  # sweep at once: publish what a stopped replica left queued
@@ -112,7 +131,9 @@ class QueueJobs:
             while item is not None:
                 if isinstance(item, _Stop):
                     return
-                if item not in pending:
+                if isinstance(item, _Prepare):
+                    preparations.append(item.planning_sha256)
+                elif item not in pending:
                     pending.append(item)
                 try:
                     item = self._outbox.get_nowait()
@@ -152,6 +173,22 @@ class QueueJobs:
                     )
                     retry_at = now + backoff_s
                     backoff_s = min(backoff_s * 2, _MAX_BACKOFF_S)
+            while preparations:  # after the jobs; not at all while the broker refuses them
+                self._send_preparation(preparations.pop(0), broker_refusing=bool(pending))
+
+    def _send_preparation(self, planning_sha256: str, *, broker_refusing: bool) -> None:
+        assert self._publish_preparation is not None
+        try:
+            if broker_refusing:
+                raise ConnectionError("the broker refuses messages")
+            self._publish_preparation(planning_sha256)
+        except Exception as exc:
+            log.warning(
+                "cannot ask the workers to prepare planning %s (%s); the course's first "
+                "fraction prepares it",
+                planning_sha256[:12],
+                type(exc).__name__,  # never the message: it may hold the broker's URL
+            )
 
     def _lost_jobs(self, *, everything_queued: bool) -> list[int]:
         """Queued jobs whose message the broker may not hold any more."""

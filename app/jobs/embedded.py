@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import queue
 import threading
@@ -41,7 +42,7 @@ from app.db import repository as repo
 from app.db.models import Job, JobStatus
 from app.jobs import steps
 from app.jobs.pool import WorkerPool
-from app.jobs.task import TaskOutcome
+from app.jobs.task import RegistrationTask, TaskOutcome
 from app.storage import ImageStore
 
 log = logging.getLogger(__name__)
@@ -61,6 +62,11 @@ class Jobs(Protocol):
 
     def enqueue(self, job_id: int) -> None: ...
 
+    def prepare_planning(self, planning_sha256: str) -> None:
+        """Have a worker prepare a new course's stored planning CT (best effort, returns at
+        once; the course's first fraction prepares it when this did not)."""
+        ...
+
     async def wait_finished(self, job_id: int, timeout_s: float) -> bool: ...
 
 
@@ -74,6 +80,7 @@ class _Done:
     job_id: int
     attempt: int
     future: Future[TaskOutcome]
+    task: RegistrationTask
 
 
 class _Wake:
@@ -143,6 +150,9 @@ class JobRunner:
 
     def enqueue(self, job_id: int) -> None:
         self._events.put(_Enqueue(job_id))
+
+    def prepare_planning(self, planning_sha256: str) -> None:
+        self._pool.prepare_planning(steps.preparation_task(self._store, planning_sha256))
 
     async def wait_finished(self, job_id: int, timeout_s: float) -> bool:
         """Wait until the job is done or failed; False on timeout."""
@@ -217,16 +227,20 @@ class JobRunner:
                 if claimed is None:  # finished or taken meanwhile
                     self._pending.popleft()
                     continue
-                attempt = claimed.attempt
-                future = self._pool.try_submit(claimed.task)
+                attempt, task = claimed.attempt, claimed.task
+                future = self._pool.try_submit(task)
                 if future is None:  # lost the free slot meanwhile: stays queued
                     return
                 session.commit()
             self._pending.popleft()
             self._in_flight.add(job_id)
-            future.add_done_callback(
-                lambda f, j=job_id, a=attempt: self._events.put(_Done(j, a, f))  # type: ignore[misc]
-            )
+            done = functools.partial(self._on_future_done, job_id, attempt, task)
+            future.add_done_callback(done)
+
+    def _on_future_done(
+        self, job_id: int, attempt: int, task: RegistrationTask, future: Future[TaskOutcome]
+    ) -> None:
+        self._events.put(_Done(job_id, attempt, future, task))
 
     def _complete(self, done: _Done) -> None:
         self._in_flight.discard(done.job_id)
@@ -284,6 +298,14 @@ class JobRunner:
 
     def _record(self, done: _Done, outcome: TaskOutcome) -> None:
         steps.record_outcome(self._writer, done.job_id, done.attempt, outcome)
+        if outcome.planning_source != "dicom":
+            return
+        try:  # the worker holding it writes its prepared file for the others
+            self._pool.prepare_planning(
+                steps.preparation_task(self._store, done.task.planning_sha256)
+            )
+        except Exception:
+            log.exception("job %d: could not have its planning CT's file written", done.job_id)
 
     def _notify(self, job_id: int) -> None:
         with self._waiters_lock:

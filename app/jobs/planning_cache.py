@@ -1,5 +1,8 @@
 """A course's structures rasterised once, kept on disk beside its prepared planning CT.
 
+``<data_dir>/planning-cache/<planning sha256>/`` holds what is made once per planning CT: the
+prepared planning CT (``prepared-<key>/``, :mod:`registration.prepared_file`) and the structures.
+
 ``<data_dir>/planning-cache/<planning sha256>/<rtstruct sha256>.npz`` holds every ROI's mask on
 the planning CT's grid (bit-packed), its name, type and colour, and the grid itself (size,
 spacing, origin, direction). The registration worker writes it the first time a fraction of the
@@ -118,6 +121,11 @@ def _geometry(image: sitk.Image) -> sitk.Image:
     grid = sitk.Image(image.GetSize(), sitk.sitkUInt8)
     grid.CopyInformation(image)
     return grid
+
+
+def prepared_root(store: ImageStore, planning_sha256: str) -> Path:
+    """The folder of what is made once for the planning CT ``planning_sha256``."""
+    return store.root.parent / CACHE_DIR_NAME / planning_sha256
 
 
 def structures_cache_file(store: ImageStore, planning_sha256: str, rtstruct_sha256: str) -> Path:

@@ -11,7 +11,8 @@ the replacement warms up (loads ITK, ~20-40 s here) before a job needs it. The s
 (:meth:`WorkerPool.can_take_job`, ``/readyz``) while at least one warm worker process is alive.
 
 A new course's planning CT is prepared in a free warm worker (:meth:`WorkerPool.prepare_planning`)
-so that the course's first fraction finds it cached there like every later fraction.
+so that the course's first fraction finds it cached there like every later fraction; that worker
+also writes its prepared file, which the other workers load (:mod:`registration.prepared_file`).
 """
 
 from __future__ import annotations
@@ -185,22 +186,24 @@ class WorkerPool:
         future.add_done_callback(lambda f, s=slot: self._on_done(s, f))  # type: ignore[misc]
         return future
 
-    def prepare_planning(
-        self, planning_sha256: str, planning_files: tuple[str, ...]
-    ) -> Future[TaskOutcome] | None:
-        """Prepare a planning CT in a free warm worker (None: none free, or it is cached)."""
+    def prepare_planning(self, task: PreparePlanningTask) -> Future[TaskOutcome] | None:
+        """Have a free warm worker prepare a planning CT and write its prepared file; None when
+        none could take it now (then a later fraction prepares it).
+
+        A worker holding the planning CT already is asked (it only writes the file if missing);
+        when that one is busy, nothing is done. Otherwise the free warm worker holding the fewest.
+        """
         with self._lock:
             if not self.started:
                 return None
-            if any(planning_sha256 in s.cached_plannings for s in self.slots):
+            ready = [s for s in self.slots if not s.busy and s.warm and s.alive]
+            if any(task.planning_sha256 in s.cached_plannings for s in self.slots):
+                ready = [s for s in ready if task.planning_sha256 in s.cached_plannings]
+            if not ready:
                 return None
-            free = [s for s in self.slots if not s.busy and s.warm and s.alive]
-            if not free:
-                return None
-            slot = min(free, key=lambda s: len(s.cached_plannings))
+            slot = min(ready, key=lambda s: len(s.cached_plannings))
             slot.busy = True
             assert slot.executor is not None
-            task = PreparePlanningTask(planning_sha256, planning_files)
             try:
                 future = slot.executor.submit(worker.prepare, task)
             except RuntimeError:  # the executor broke meanwhile: the watchdog restarts it
@@ -208,6 +211,7 @@ class WorkerPool:
                 slot.broken = True
                 return None
         future.add_done_callback(lambda f, s=slot: self._on_done(s, f))  # type: ignore[misc]
+        future.add_done_callback(_log_preparation)
         return future
 
     def _on_done(self, slot: WorkerSlot, future: Future[TaskOutcome]) -> None:
@@ -234,3 +238,13 @@ class WorkerPool:
                     slot.executor.shutdown(wait=True, cancel_futures=True)
                     slot.executor = None
             self.started = False
+
+
+def _log_preparation(future: Future[TaskOutcome]) -> None:
+    if future.cancelled() or future.exception() is not None:
+        return  # the worker died: the watchdog says so
+    outcome = future.result()
+    if outcome.kind != "ok":
+        log.warning("a planning CT was not prepared in the background: %s", outcome.message)
+    elif outcome.message:
+        log.info("planning CT prepared (from %s): %s", outcome.planning_source, outcome.message)

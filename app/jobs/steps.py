@@ -35,8 +35,8 @@ from app.db.models_anatomy import FractionFigures, QaCourse
 from app.db.models_planning import PlanningObject
 from app.jobs import task as worker
 from app.jobs.heartbeat import heartbeating
-from app.jobs.planning_cache import expected_file, structures_cache_file
-from app.jobs.task import RegistrationTask, TaskOutcome
+from app.jobs.planning_cache import expected_file, prepared_root, structures_cache_file
+from app.jobs.task import PreparePlanningTask, RegistrationTask, TaskOutcome
 from app.storage import ImageStore
 from registration.planning_package import IsocenterSource
 from registration.result import RegistrationResult as EngineResult
@@ -147,7 +147,30 @@ def task_for(session: Session, store: ImageStore, job_id: int) -> RegistrationTa
         match_structure=course.match_structure,
         match_margin_mm=course.match_margin_mm,
         measure="qa_phantom" if is_qa is not None else "anatomy",
+        prepared_root=str(prepared_root(store, planning.content_sha256)),
     )
+
+
+def preparation_task(store: ImageStore, planning_sha256: str) -> PreparePlanningTask:
+    """What a worker process needs to prepare a stored planning CT (at course creation)."""
+    return PreparePlanningTask(
+        planning_sha256=planning_sha256,
+        planning_files=tuple(str(p) for p in store.series_files(planning_sha256)),
+        prepared_root=str(prepared_root(store, planning_sha256)),
+    )
+
+
+def keep_prepared(task: RegistrationTask, outcome: TaskOutcome) -> None:
+    """After a job recorded its outcome: store the planning CT it prepared from DICOM for the
+    other worker processes (:func:`app.jobs.task.persist_prepared`). A failure is logged: the
+    other processes then prepare it themselves."""
+    if outcome.planning_source != "dicom":
+        return
+    try:
+        if worker.persist_prepared(task.planning_sha256, task.prepared_root):
+            log.info("planning %s: prepared file written", task.planning_sha256[:12])
+    except OSError as exc:
+        log.warning("planning %s: prepared file not written (%s)", task.planning_sha256[:12], exc)
 
 
 def record_outcome(
@@ -322,6 +345,7 @@ def run_job(
         with heartbeating(writer, job_id, claimed.attempt, heartbeat_s):
             outcome = worker.run_registration(claimed.task)
     record_outcome(writer, job_id, claimed.attempt, outcome)
+    keep_prepared(claimed.task, outcome)
     return outcome.kind
 
 
@@ -368,6 +392,7 @@ def _store_result(session: Session, job: Job, attempt: int, outcome: TaskOutcome
             "couch_correction": result.couch_correction.as_dict(),
             "trusted": result.trusted,
             "planning_cache_hit": outcome.planning_cache_hit,
+            "planning_source": outcome.planning_source,
             "worker_seconds": round(outcome.seconds, 3),
         },
     )

@@ -2,7 +2,10 @@
 
 A worker imports ``registration.rigid`` (and with it ITK, ~8 s) once when it starts, and keeps an
 LRU of prepared planning images keyed by the planning series content hash, so a fraction whose
-planning CT was seen before only pays for reading and registering its MVCT.
+planning CT was seen before only pays for reading and registering its MVCT. A planning CT not in
+this process's LRU is loaded from its prepared file in the data directory
+(:mod:`registration.prepared_file`, written by whichever process prepared it first) before it is
+prepared from its DICOM files; where it came from is the outcome's ``planning_source``.
 
 Tasks and outcomes are plain picklable data; exceptions never cross the process boundary.
 """
@@ -17,6 +20,9 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 OutcomeKind = Literal["ok", "input_error", "registration_failed", "error"]
+#: where a task found its prepared planning CT: this process's memory, the prepared file in the
+#: data directory, or nowhere (prepared from the DICOM files); "" when it did not get that far
+PlanningSource = Literal["memory", "prepared_file", "dicom", ""]
 #: what the worker measures after the rigid match: the anatomy of a patient fraction, the image
 #: figures of a QA phantom scan, or nothing
 Measure = Literal["anatomy", "qa_phantom", "none"]
@@ -46,6 +52,8 @@ class RegistrationTask:
     match_structure: str | None = None
     match_margin_mm: float = 15.0
     measure: Measure = "anatomy"
+    #: the planning CT's folder of prepared files (``planning-cache/<sha256>``), None: not kept
+    prepared_root: str | None = None
 
 
 @dataclass(frozen=True)
@@ -54,7 +62,8 @@ class TaskOutcome:
     result: dict[str, Any] | None = None
     residuals: tuple[dict[str, Any], ...] = ()
     message: str = ""
-    planning_cache_hit: bool = False
+    planning_cache_hit: bool = False  #: the planning CT was prepared in this process's memory
+    planning_source: PlanningSource = ""
     cached_plannings: tuple[str, ...] = ()
     seconds: float = 0.0
     #: {"anatomy": AnatomyFigures JSON} or {"phantom": QaImageFigures JSON} or {"note": why not}
@@ -75,8 +84,10 @@ def initialize(planning_cache_size: int) -> None:
     import registration.dicom_series
     import registration.rigid  # noqa: F401
     from registration.elastix_run import warm_up as load_itk_and_elastix
+    from registration.prepared_file import preparation_key
 
     load_itk_and_elastix()
+    preparation_key()  # hashes the engine's source once
 
 
 def warm_up() -> int:
@@ -95,38 +106,77 @@ class PreparePlanningTask:
 
     planning_sha256: str
     planning_files: tuple[str, ...]
+    prepared_root: str | None = None  #: see :attr:`RegistrationTask.prepared_root`
 
 
 def prepare(task: PreparePlanningTask) -> TaskOutcome:
-    """Read and prepare the planning CT (its ITK levels included) into this worker's cache.
+    """Have the planning CT prepared in this worker's memory and in its prepared file.
 
     Exactly what the first fraction of a course would otherwise do before registering, so that
-    fraction finds a cache hit. A planning CT already cached is only marked recently used.
+    fraction finds it ready in this process (a memory hit) or in the data directory (any other
+    process). Idempotent: a planning CT already in memory is only marked recently used, one whose
+    file exists is not written again. A file that cannot be written is reported in ``message``
+    (the planning CT is still in memory); nothing here raises.
     """
     started = time.perf_counter()
+    source: PlanningSource = ""
     try:
-        hit = _prepared_planning(task.planning_sha256, task.planning_files)[1]
+        prepared, source = _prepared_planning(
+            task.planning_sha256, task.planning_files, task.prepared_root
+        )
     except Exception as exc:  # reported, never crashes the worker; the fraction will say why
         detail = "".join(traceback.format_exception_only(type(exc), exc)).strip()
-        return _outcome("error", False, started, message=detail)
-    return _outcome("ok", hit, started)
+        return _outcome("error", source, started, message=detail)
+    try:
+        written = source != "prepared_file" and _save(prepared, task.prepared_root)
+    except OSError as exc:  # a full or read-only disk: the other processes prepare it themselves
+        return _outcome("ok", source, started, message=f"prepared file not written: {exc}")
+    return _outcome("ok", source, started, message="prepared file written" if written else "")
 
 
-def _prepared_planning(sha256: str, files: tuple[str, ...]) -> tuple[Any, bool]:
-    """The cached prepared planning CT for ``sha256`` (read and prepared on a miss); hit?"""
+def persist_prepared(planning_sha256: str, prepared_root: str | None) -> bool:
+    """Write the prepared file of a planning CT this process holds in memory, when missing.
+
+    Called after a job whose planning CT was prepared from DICOM, once its outcome is recorded
+    (nobody waits for it then), so that the other processes load it instead. True: written.
+    """
+    prepared = _prepared.get(planning_sha256)
+    return prepared is not None and _save(prepared, prepared_root)
+
+
+def _save(prepared: Any, prepared_root: str | None) -> bool:
+    from pathlib import Path
+
+    from registration.prepared_file import save_prepared
+
+    return prepared_root is not None and save_prepared(prepared, Path(prepared_root))
+
+
+def _prepared_planning(
+    sha256: str, files: tuple[str, ...], prepared_root: str | None = None
+) -> tuple[Any, PlanningSource]:
+    """The prepared planning CT for ``sha256`` and where it was found: this process's memory,
+    else its prepared file, else read from DICOM and prepared now."""
+    from pathlib import Path
+
     from registration.dicom_series import read_ct_series
+    from registration.prepared_file import load_prepared
     from registration.rigid import prepare_planning
 
     prepared = _prepared.get(sha256)
     if prepared is not None:
         _prepared.move_to_end(sha256)
-        return prepared, True
-    prepared = prepare_planning(read_ct_series([_existing(p) for p in files]))
+        return prepared, "memory"
+    source: PlanningSource = "prepared_file"
+    prepared = None if prepared_root is None else load_prepared(Path(prepared_root))
+    if prepared is None:
+        source = "dicom"
+        prepared = prepare_planning(read_ct_series([_existing(p) for p in files]))
     _ = prepared.itk_levels  # the ITK conversion, paid here rather than by the registration
     _prepared[sha256] = prepared
     while len(_prepared) > _cache_size:
         _prepared.popitem(last=False)
-    return prepared, False
+    return prepared, source
 
 
 def run_registration(task: RegistrationTask) -> TaskOutcome:
@@ -138,9 +188,11 @@ def run_registration(task: RegistrationTask) -> TaskOutcome:
     from registration.rigid import register
 
     started = time.perf_counter()
-    hit = False
+    source: PlanningSource = ""
     try:
-        prepared, hit = _prepared_planning(task.planning_sha256, task.planning_files)
+        prepared, source = _prepared_planning(
+            task.planning_sha256, task.planning_files, task.prepared_root
+        )
         daily = read_ct_series([_existing(p) for p in task.mvct_files])
         iso = task.isocenter_lps_mm
         options = RegistrationOptions(
@@ -157,19 +209,19 @@ def run_registration(task: RegistrationTask) -> TaskOutcome:
         )
         return _outcome(
             "ok",
-            hit,
+            source,
             started,
             result=result.to_dict(),
             residuals=residuals,
             figures=figures,
         )
     except InputError as exc:
-        return _outcome("input_error", hit, started, message=str(exc))
+        return _outcome("input_error", source, started, message=str(exc))
     except RegistrationFailedError as exc:
-        return _outcome("registration_failed", hit, started, message=str(exc))
+        return _outcome("registration_failed", source, started, message=str(exc))
     except Exception as exc:  # an engine fault: reported, never crashes the worker
         detail = "".join(traceback.format_exception_only(type(exc), exc)).strip()
-        return _outcome("error", hit, started, message=detail)
+        return _outcome("error", source, started, message=detail)
 
 
 def _planning_region(task: RegistrationTask, planning: Any) -> Any:
@@ -296,7 +348,7 @@ def _existing(path: str) -> str:
 
 def _outcome(
     kind: OutcomeKind,
-    hit: bool,
+    source: PlanningSource,
     started: float,
     *,
     result: dict[str, Any] | None = None,
@@ -310,7 +362,8 @@ def _outcome(
         residuals=residuals,
         figures=figures,
         message=message,
-        planning_cache_hit=hit,
+        planning_cache_hit=source == "memory",
+        planning_source=source,
         cached_plannings=tuple(_prepared.keys()),
         seconds=time.perf_counter() - started,
     )

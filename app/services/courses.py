@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 from sqlalchemy.orm import Session
@@ -28,6 +29,8 @@ from registration.couch import Dof
 from registration.frames import PatientPosition
 from registration.geometry import LpsPoint
 from registration.result import Mode
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -107,12 +110,17 @@ def create_course(ctx: ServiceContext, request: CourseRequest, actor: str) -> Co
 
 
 def prepare_planning_in_background(ctx: ServiceContext, planning_sha256: str) -> None:
-    """Have a free warm worker prepare the new course's planning CT now (embedded mode), so the
-    first fraction is as fast as the others; when none is free the first fraction prepares it."""
-    if ctx.pool is None or ctx.settings.queue != "embedded":
+    """Have a worker prepare the new course's planning CT now, so the first fraction is as fast
+    as the others: a free warm worker of the embedded pool, or a Celery worker (a message on the
+    queue). It also writes the prepared file every other worker process loads. Best effort: when
+    it does not happen (no free worker, broker refusing, a failure, logged) the first fraction
+    prepares the planning CT; the course is created either way."""
+    if ctx.jobs is None:
         return
-    files = tuple(str(p) for p in ctx.store.series_files(planning_sha256))
-    ctx.pool.prepare_planning(planning_sha256, files)
+    try:
+        ctx.jobs.prepare_planning(planning_sha256)
+    except Exception:
+        log.exception("planning %s: not sent to be prepared", planning_sha256[:12])
 
 
 def place_course(

@@ -4,7 +4,8 @@
 * a message for a finished job, or for a job a live worker is running, does nothing;
 * a redelivered message (the broker says its worker was lost), or any message for a job running
   longer than any live attempt can, takes the job over as a new attempt — or fails it once it
-  has used its attempts.
+  has used its attempts;
+* a new course's planning preparation that the broker refuses is logged; the course is created.
 
 The registration itself is replaced by a stub outcome here; the real one runs in
 ``test_scaleout_queue.py``.
@@ -12,6 +13,7 @@ The registration itself is replaced by a stub outcome here; the real one runs in
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Iterator
@@ -219,3 +221,42 @@ def test_a_heartbeat_is_written_only_for_the_attempt_that_owns_the_job(queued: T
     assert job(queued, job_id).heartbeat_at is None
     assert beat(ctx.writer, job_id, 2)
     assert job(queued, job_id).heartbeat_at is not None
+
+
+def test_a_course_is_created_when_the_broker_refuses_its_planning_preparation(
+    tmp_path: Path, sqlite_url: str, series: sf.Samples, caplog: pytest.LogCaptureFixture
+) -> None:
+    asked: list[str] = []
+
+    def refuse(planning_sha256: str) -> None:
+        asked.append(planning_sha256)
+        raise ConnectionError("broker down")
+
+    broker = FlakyBroker(failures=0)
+    with TestClient(create_app(sf.make_settings(tmp_path, sqlite_url))) as client:
+        ctx = ctx_of(client)
+        ctx.jobs = QueueJobs(
+            ctx.sessions,
+            broker.publish,
+            sweep_s=3600,
+            stale_after_s=3600,
+            publish_preparation=refuse,
+        )
+        ctx.jobs.start()
+        try:
+            with caplog.at_level(logging.WARNING, logger="app.jobs.dispatch"):
+                created = client.post(
+                    "/api/v1/courses",
+                    headers=sf.add_api_key(client, "console-1"),
+                    data={"patient_id": sf.PATIENT_ID},
+                    files=sf.upload("planning", series.planning),
+                )
+                assert created.status_code == 201, created.text
+                assert wait_until(lambda: asked == [created.json()["planning_content_sha256"]])
+                ctx.jobs.enqueue(4242)  # the publisher thread is still at work
+                assert wait_until(lambda: 4242 in broker.published)
+        finally:
+            ctx.jobs.stop()
+            ctx.jobs = None
+    assert "the course's first fraction prepares it" in caplog.text
+    assert "broker down" not in caplog.text  # the reason's words may hold the broker's URL

@@ -1,5 +1,6 @@
 """Warm workers as a person waiting at the console sees them: readiness, a dead worker replaced
-in the background, a new course's planning CT prepared before its first fraction."""
+in the background (with two workers, and with one: then the service is not ready until the
+replacement is warm), a new course's planning CT prepared before its first fraction."""
 
 from __future__ import annotations
 
@@ -89,6 +90,8 @@ def test_a_new_courses_planning_ct_is_prepared_in_a_worker_before_its_first_frac
         return bool(cached - cached_before)
 
     assert wait_until(prepared, 120), "no worker prepared the new course's planning CT"
+    root = tmp_path / "data" / "planning-cache" / created.json()["planning_content_sha256"]
+    assert [p.name.startswith("prepared-") for p in root.iterdir()] == [True], "no prepared file"
     response = post_fraction(client, headers, series, index=5, planning=planning)
     assert response.status_code == 201, response.text
     assert response.json()["status"] == "done"
@@ -122,3 +125,46 @@ def test_a_killed_worker_is_replaced_in_the_background_while_the_other_serves(
     assert wait_until(recovered, 240), "the replacement worker did not warm up"
     pids = warm_pool.worker_pids()
     assert victim not in pids and None not in pids
+
+
+def process_gone(pid: int) -> bool:
+    """No such process, or only its exit status left for a parent that is gone too."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError):
+        return True
+    return state in ("Z", "X")
+
+
+def test_with_one_worker_readyz_is_503_from_its_death_until_its_replacement_is_warm(
+    tmp_path: Path, sqlite_url: str, series: sf.Samples
+) -> None:
+    settings = sf.make_settings(tmp_path, sqlite_url, start_workers=True, workers=1)
+    with TestClient(sf.create_app(settings)) as client:
+        pool: WorkerPool = client.app.state.context.pool  # type: ignore[attr-defined]
+        assert wait_until(lambda: client.get("/readyz").status_code == 200, 300)
+        ready = client.get("/readyz").json()
+        assert (ready["workers_configured"], ready["workers_warm"]) == (1, 1)
+        victim = pool.slots[0].pid
+        assert victim is not None
+
+        os.kill(victim, signal.SIGKILL)
+        killed_at = time.monotonic()
+        assert wait_until(lambda: client.get("/readyz").status_code == 503, 10)
+        not_ready = client.get("/readyz").json()
+        assert (not_ready["status"], not_ready["workers_warm"]) == ("not ready", 0)
+        assert wait_until(lambda: client.get("/readyz").status_code == 200, 300), (
+            "the replacement worker did not warm up"
+        )
+        ready_after_s = time.monotonic() - killed_at
+        print(f"\none worker: ready again {ready_after_s:.1f} s after it was killed")
+        assert client.get("/readyz").json()["workers_warm"] == 1
+        replacement = pool.slots[0].pid
+        assert replacement is not None and replacement != victim
+
+        response = post_fraction(client, sf.add_api_key(client, "console-1"), series, index=4)
+        assert response.status_code == 201, response.text
+        assert response.json()["status"] == "done"
+    assert wait_until(lambda: process_gone(victim) and process_gone(replacement), 30), (
+        "a worker process outlived the service"
+    )
