@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, overload
 from urllib.parse import quote
 
 from fastapi import Depends, Request
@@ -112,6 +112,26 @@ DataViewer = Annotated[Viewer, Depends(data_viewer)]
 
 def can_sign(viewer: Viewer) -> bool:
     return may(viewer.role, Action.SIGN_OFF)
+
+
+@overload
+def form_number(text: str, label: str, limit: float, *, default: float) -> float: ...
+@overload
+def form_number(text: str, label: str, limit: float, *, default: None) -> float | None: ...
+def form_number(text: str, label: str, limit: float, *, default: float | None) -> float | None:
+    """The number typed in a form field, within ±``limit``; ``default`` when it is left empty.
+
+    Anything else is refused (422) in words that name the field and the value.
+    """
+    if not text.strip():
+        return default
+    try:
+        value = float(text)
+    except ValueError:
+        raise WebRefusalError(422, f"{label} {text!r} is not a number") from None
+    if not -limit <= value <= limit:
+        raise WebRefusalError(422, f"{label} {value:g} is outside ±{limit:g}")
+    return value
 
 
 def page(

@@ -25,6 +25,7 @@ from app.web.deps import (
     PageViewer,
     WebRefusalError,
     WebSettingsDep,
+    form_number,
     page,
 )
 from app.web.line_plot import Level, Sample, line_svg
@@ -123,16 +124,6 @@ def _back(machine: str) -> Response:
     return Response(status_code=303, headers={"Location": location, **SECURITY_HEADERS})
 
 
-def _number(text: str, label: str, limit: float) -> float:
-    try:
-        value = float(text) if text.strip() else 0.0
-    except ValueError:
-        raise WebRefusalError(422, f"{label} {text!r} is not a number") from None
-    if not -limit <= value <= limit:
-        raise WebRefusalError(422, f"{label} {value:g} is outside ±{limit:g}")
-    return value
-
-
 @router.post("/qa/{machine}/scans/{fraction_id}/offset")
 async def qa_enter_offset(
     machine: Machine,
@@ -153,7 +144,8 @@ async def qa_enter_offset(
     texts = (lateral_mm, longitudinal_mm, vertical_mm, pitch_deg, roll_deg, yaw_deg)
     limits = (daily_qa.MAX_OFFSET_MM,) * 3 + (daily_qa.MAX_OFFSET_DEG,) * 3
     values = [
-        _number(t, a, lim) for t, a, lim in zip(texts, CouchCorrection.AXES, limits, strict=True)
+        form_number(t, a, lim, default=0.0)
+        for t, a, lim in zip(texts, CouchCorrection.AXES, limits, strict=True)
     ]
     assert viewer.user is not None
     actor = f"web:{viewer.user.username}"

@@ -25,6 +25,7 @@ from app.web.deps import (
     WebRefusalError,
     WebSettingsDep,
     can_sign,
+    form_number,
     page,
 )
 from app.web.review import AXES, review_context
@@ -130,18 +131,6 @@ def review_structures_file(
     return FileResponse(path, media_type="application/octet-stream", headers=headers)
 
 
-def _number(text: str, label: str, limit: float) -> float | None:
-    if not text.strip():
-        return None
-    try:
-        value = float(text)
-    except ValueError:
-        raise WebRefusalError(422, f"{label} {text!r} is not a number") from None
-    if not -limit <= value <= limit:
-        raise WebRefusalError(422, f"{label} {value:g} is outside ±{limit:g}")
-    return value
-
-
 @router.post("/review/{fraction_id}/sign")
 async def review_sign(
     http: Request,
@@ -179,7 +168,10 @@ async def review_sign(
         raise WebRefusalError(422, f"supersedes {supersedes!r} is not a signature id")
     texts = (lateral_mm, longitudinal_mm, vertical_mm, pitch_deg, roll_deg, yaw_deg)
     limits = (MAX_SHIFT_MM,) * 3 + (MAX_ANGLE_DEG,) * 3
-    values = [_number(t, axis, lim) for t, axis, lim in zip(texts, AXES, limits, strict=True)]
+    values = [
+        form_number(t, axis, lim, default=None)
+        for t, axis, lim in zip(texts, AXES, limits, strict=True)
+    ]
     correction = None
     if decision == "approved" and all(v is not None for v in values):
         correction = CouchCorrection(*(float(v) for v in values))  # type: ignore[arg-type]
