@@ -21,11 +21,11 @@ from app.services import daily_qa, qa_export
 from app.web import sessions
 from app.web.deps import (
     SECURITY_HEADERS,
+    CouchAxisForm,
     DataViewer,
     PageViewer,
     WebRefusalError,
     WebSettingsDep,
-    form_number,
     page,
 )
 from app.web.line_plot import Level, Sample, line_svg
@@ -131,22 +131,12 @@ async def qa_enter_offset(
     ctx: ContextDep,
     settings: WebSettingsDep,
     viewer: DataViewer,
+    axes: CouchAxisForm,
     csrf_token: Annotated[str, Form(max_length=1000)] = "",
-    lateral_mm: Annotated[str, Form(max_length=32)] = "",
-    longitudinal_mm: Annotated[str, Form(max_length=32)] = "",
-    vertical_mm: Annotated[str, Form(max_length=32)] = "",
-    pitch_deg: Annotated[str, Form(max_length=32)] = "",
-    roll_deg: Annotated[str, Form(max_length=32)] = "",
-    yaw_deg: Annotated[str, Form(max_length=32)] = "",
 ) -> Response:
     """The couch offset APPLIED to the phantom for this scan (IEC mm and degrees)."""
     _check_form(viewer, csrf_token, settings.max_age_seconds, Action.ENTER_QA_OFFSET)
-    texts = (lateral_mm, longitudinal_mm, vertical_mm, pitch_deg, roll_deg, yaw_deg)
-    limits = (daily_qa.MAX_OFFSET_MM,) * 3 + (daily_qa.MAX_OFFSET_DEG,) * 3
-    values = [
-        form_number(t, a, lim, default=0.0)
-        for t, a, lim in zip(texts, CouchCorrection.AXES, limits, strict=True)
-    ]
+    values = axes.numbers(daily_qa.MAX_OFFSET_MM, daily_qa.MAX_OFFSET_DEG, default=0.0)
     assert viewer.user is not None
     actor = f"web:{viewer.user.username}"
     offset = CouchCorrection(*values)
