@@ -17,7 +17,7 @@ from app.context import ServiceContext
 from app.deps import MAX_ID, ContextDep
 from app.errors import ServiceError
 from app.permissions import Action, may, roles_for
-from app.services import daily_qa, qa_export
+from app.services import daily_qa, qa_export, qa_verdict
 from app.web import sessions
 from app.web.deps import (
     SECURITY_HEADERS,
@@ -72,7 +72,7 @@ def _machine_context(db: Session, machine: str) -> dict[str, Any]:
     since = daily_qa.local_midnight(date.today() - timedelta(days=DAYS_SHOWN - 1))
     days = daily_qa.machine_days(db, machine, since)
     charts = []
-    for axis, (judged, chart) in daily_qa.charts(days, qa).items():
+    for axis, (judged, chart) in qa_verdict.charts(days, qa).items():
         label, unit = AXIS_LABELS[axis]
         samples = [
             Sample(d.scanned_at.astimezone().strftime("%m-%d"), v, i in chart.out_of_tolerance)
