@@ -18,7 +18,7 @@ from app.deps import MAX_ID
 from app.errors import NotFoundError, UnprocessableError
 from app.permissions import Action
 from app.schemas.common import ERROR_RESPONSES
-from app.services import anatomy, daily_qa, qa_export
+from app.services import anatomy, daily_qa, qa_export, qa_verdict
 from registration.couch import CouchCorrection
 from registration.qa_phantom import QaImageFigures
 
@@ -163,7 +163,7 @@ def get_machine_qa(
         raise NotFoundError(f"machine {machine!r} has no QA course")
     since = daily_qa.local_midnight(date.today() - timedelta(days=days - 1))
     scans = daily_qa.machine_days(session, machine, since)
-    charts = daily_qa.charts(scans, qa)
+    charts = qa_verdict.charts(scans, qa)
     return {
         **_qa_course(qa),
         "scans": [d.to_dict() for d in scans],

@@ -11,8 +11,8 @@ from app.db.models import Fraction
 from app.schemas.common import CouchCorrectionOut
 from app.schemas.signoff import SignoffPublic
 from app.services.anatomy import ALERT_WARNING, AnatomyEntry
-from app.services.daily_qa import QaDay
 from app.services.machines import machine_correction, signed_machine_correction
+from app.services.qa_verdict import QaDay
 from registration.couch import CouchCorrection
 from registration.machine_correction import MachineCorrection
 

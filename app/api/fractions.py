@@ -216,6 +216,26 @@ async def post_fraction(
         await run_in_threadpool(
             _record_offset, ctx, received.fraction_id, qa_offset, principal.actor
         )
+    return await answer_received(
+        ctx, request, response, received, wait=wait, failed="the registration failed"
+    )
+
+
+async def answer_received(
+    ctx: ServiceContext,
+    request: Request,
+    response: Response,
+    received: Received,
+    *,
+    wait: bool,
+    failed: str,
+) -> FractionPublic:
+    """Queue the registration of an upload just received and answer with its fraction.
+
+    201 when registered, 200 when this MVCT had been received before, 202 with a Location to
+    poll while it runs (``wait`` false, or past the wait timeout); a failed registration is
+    its error status (500 when it has none) with the job's words, else ``failed``.
+    """
     if received.created and ctx.jobs is not None:
         ctx.jobs.enqueue(received.job_id)
     if wait and ctx.jobs is not None:
@@ -227,7 +247,7 @@ async def post_fraction(
     if view.status == JobStatus.FAILED.value:
         raise HTTPException(
             status_code=error_status or 500,
-            detail=view.error or "the registration failed",
+            detail=view.error or failed,
             headers={"Location": location},
         )
     if view.status != JobStatus.DONE.value:

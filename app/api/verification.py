@@ -10,14 +10,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Annotated
 
-from fastapi import APIRouter, File, HTTPException, Path, Query, Request, Response, UploadFile
+from fastapi import APIRouter, File, Path, Query, Request, Response, UploadFile
 from fastapi.concurrency import run_in_threadpool
 
 from app.api.deps import Console, ContextDep
 from app.api.fraction_schemas import FractionPublic
-from app.api.fractions import _load, base_url
+from app.api.fractions import answer_received
 from app.context import ServiceContext
-from app.db.models import JobStatus
 from app.deps import MAX_ID
 from app.schemas.common import ERROR_RESPONSES
 from app.services.fractions import Received
@@ -49,26 +48,8 @@ async def post_verification(
     wait: Annotated[bool, Query(description="wait for the registration")] = True,
 ) -> FractionPublic:
     received = await run_in_threadpool(_save_and_receive, ctx, fraction_id, mvct, principal.actor)
-    if received.created and ctx.jobs is not None:
-        ctx.jobs.enqueue(received.job_id)
-    if wait and ctx.jobs is not None:
-        await ctx.jobs.wait_finished(received.job_id, ctx.settings.wait_timeout_s)
-    view, error_status = await run_in_threadpool(
-        _load, ctx, received.fraction_id, base_url(request, ctx)
-    )
-    location = f"/api/v1/fractions/{view.id}"
-    if view.status == JobStatus.FAILED.value:
-        raise HTTPException(
-            status_code=error_status or 500,
-            detail=view.error or "the registration of the verification scan failed",
-            headers={"Location": location},
-        )
-    if view.status != JobStatus.DONE.value:
-        response.status_code = 202
-        response.headers["Location"] = location
-    elif not received.created:
-        response.status_code = 200
-    return view
+    failed = "the registration of the verification scan failed"
+    return await answer_received(ctx, request, response, received, wait=wait, failed=failed)
 
 
 def _save_and_receive(

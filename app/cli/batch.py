@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from app.cli import EXIT_BAD_INPUT, EXIT_NOT_TRUSTED, EXIT_OK
-from app.cli.progress import Progress
+from app.cli.progress import Progress, Registered
 
 if TYPE_CHECKING:
     from registration.result import RegistrationOptions, RegistrationResult
@@ -187,12 +187,14 @@ def register_sources(
         except (RegistrationError, ValueError, OSError) as exc:
             outcome = MvctOutcome(source, None, str(exc), series_uid)
         progress.registered(
-            index,
-            len(sources),
-            source.label,
-            seconds=time.perf_counter() - started,
-            itk_loaded_here=itk_load_count() > loads_before,
-            status=_status_word(outcome),
+            Registered(
+                index=index,
+                total=len(sources),
+                label=source.label,
+                seconds=time.perf_counter() - started,
+                itk_loaded_here=itk_load_count() > loads_before,
+                status=_status_word(outcome),
+            )
         )
         yield outcome
 

@@ -11,8 +11,26 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, TextIO
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Registered:
+    """MVCT ``index`` of ``total`` is done: its status (trusted, NOT trusted, not registered: …)
+    after ``seconds``, of which the ITK load when ``itk_loaded_here``."""
+
+    index: int
+    total: int
+    label: str
+    seconds: float
+    itk_loaded_here: bool
+    status: str
+
+    @property
+    def headline(self) -> str:
+        return f"MVCT {self.index}/{self.total} {self.label}: {self.status}"
 
 
 class Progress(AbstractContextManager["Progress"]):
@@ -23,17 +41,11 @@ class Progress(AbstractContextManager["Progress"]):
         """A one-off step (loading ITK, preparing a planning CT)."""
         yield
 
-    def registered(
-        self,
-        index: int,
-        total: int,
-        label: str,
-        *,
-        seconds: float,
-        itk_loaded_here: bool,
-        status: str,
-    ) -> None:
-        """MVCT ``index`` of ``total`` is done."""
+    def registered(self, done: Registered) -> None:
+        """One more MVCT is done."""
+
+    def close(self) -> None:
+        """The batch is over (on leaving the ``with`` block, even on an error)."""
 
     def __exit__(
         self,
@@ -41,7 +53,7 @@ class Progress(AbstractContextManager["Progress"]):
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        return None
+        self.close()
 
 
 class LineProgress(Progress):
@@ -57,21 +69,12 @@ class LineProgress(Progress):
         yield
         self._line(f"{text}: {time.perf_counter() - started:.1f} s")
 
-    def registered(
-        self,
-        index: int,
-        total: int,
-        label: str,
-        *,
-        seconds: float,
-        itk_loaded_here: bool,
-        status: str,
-    ) -> None:
+    def registered(self, done: Registered) -> None:
         from registration.elastix_run import itk_load_count
 
-        paid = "paid the ITK load" if itk_loaded_here else "without the ITK load"
+        paid = "paid the ITK load" if done.itk_loaded_here else "without the ITK load"
         self._line(
-            f"MVCT {index}/{total} {label}: {status}, {seconds:.1f} s, {paid} "
+            f"{done.headline}, {done.seconds:.1f} s, {paid} "
             f"(ITK loads in this process: {itk_load_count()})"
         )
 
@@ -111,27 +114,13 @@ class RichProgress(Progress):
         yield
         self._bar.update(task, completed=1)
 
-    def registered(
-        self,
-        index: int,
-        total: int,
-        label: str,
-        *,
-        seconds: float,
-        itk_loaded_here: bool,
-        status: str,
-    ) -> None:
+    def registered(self, done: Registered) -> None:
         if self._task is None:
-            self._task = self._bar.add_task("registering MVCTs", total=total)
-        self._bar.update(self._task, completed=index, total=total)
-        self._bar.console.print(f"MVCT {index}/{total} {label}: {status} ({seconds:.1f} s)")
+            self._task = self._bar.add_task("registering MVCTs", total=done.total)
+        self._bar.update(self._task, completed=done.index, total=done.total)
+        self._bar.console.print(f"{done.headline} ({done.seconds:.1f} s)")
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def close(self) -> None:
         self._bar.stop()
 
 

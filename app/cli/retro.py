@@ -73,7 +73,7 @@ def add_commands(sub: Any) -> None:
 def run_retro(args: argparse.Namespace) -> int:
     from app.cli.archive import scan_archive
     from app.cli.batch import load_engine
-    from app.cli.progress import progress_for
+    from app.cli.progress import Registered, progress_for
     from registration.elastix_run import itk_load_count
     from registration.errors import RegistrationError
 
@@ -114,12 +114,14 @@ def run_retro(args: argparse.Namespace) -> int:
                 writer.writerow(row)
                 handle.flush()
                 progress.registered(
-                    done,
-                    total,
-                    label,
-                    seconds=time.perf_counter() - started,
-                    itk_loaded_here=itk_load_count() > loads,
-                    status=status,
+                    Registered(
+                        index=done,
+                        total=total,
+                        label=label,
+                        seconds=time.perf_counter() - started,
+                        itk_loaded_here=itk_load_count() > loads,
+                        status=status,
+                    )
                 )
                 started, loads = time.perf_counter(), itk_load_count()
     return EXIT_OK

@@ -17,7 +17,8 @@ from sqlalchemy.orm import Session
 
 from app.db.models_anatomy import QaCourse
 from app.errors import NotFoundError, UnprocessableError
-from app.services.daily_qa import QaDay, charts, local_midnight, machine_days, qa_course_for_machine
+from app.services.daily_qa import local_midnight, machine_days, qa_course_for_machine
+from app.services.qa_verdict import QaDay, charts
 from registration.qa import AXES, ControlChart
 
 

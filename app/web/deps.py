@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import inspect
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, overload
 from urllib.parse import quote
 
-from fastapi import Depends, Request
+from fastapi import Depends, Form, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.templating import Jinja2Templates
 
@@ -16,6 +18,7 @@ from app.deps import ContextDep
 from app.permissions import Action, may
 from app.web import sessions
 from app.web.sessions import PAGE_ROLES, Viewer
+from registration.couch import CouchCorrection
 
 TEMPLATES = Jinja2Templates(directory=Path(__file__).with_name("templates"))
 SECURITY_HEADERS = {
@@ -112,6 +115,71 @@ DataViewer = Annotated[Viewer, Depends(data_viewer)]
 
 def can_sign(viewer: Viewer) -> bool:
     return may(viewer.role, Action.SIGN_OFF)
+
+
+@overload
+def form_number(text: str, label: str, limit: float, *, default: float) -> float: ...
+@overload
+def form_number(text: str, label: str, limit: float, *, default: None) -> float | None: ...
+def form_number(text: str, label: str, limit: float, *, default: float | None) -> float | None:
+    """The number typed in a form field, within ±``limit``; ``default`` when it is left empty.
+
+    Anything else is refused (422) in words that name the field and the value.
+    """
+    if not text.strip():
+        return default
+    try:
+        value = float(text)
+    except ValueError:
+        raise WebRefusalError(422, f"{label} {text!r} is not a number") from None
+    if not -limit <= value <= limit:
+        raise WebRefusalError(422, f"{label} {value:g} is outside ±{limit:g}")
+    return value
+
+
+@dataclass(frozen=True)
+class CouchAxisTexts:
+    """The six couch-axis fields of a form as typed, in :attr:`CouchCorrection.AXES` order."""
+
+    texts: tuple[str, ...]
+
+    @overload
+    def numbers(self, max_mm: float, max_deg: float, *, default: float) -> list[float]: ...
+    @overload
+    def numbers(self, max_mm: float, max_deg: float, *, default: None) -> list[float | None]: ...
+    def numbers(
+        self, max_mm: float, max_deg: float, *, default: float | None
+    ) -> list[float] | list[float | None]:
+        """Each axis as a number (:func:`form_number`): within ±``max_mm`` for the translations,
+        ±``max_deg`` for the angles, ``default`` where the field was left empty."""
+        translations = CouchCorrection.TRANSLATION_AXES
+        return [
+            form_number(text, axis, max_mm if axis in translations else max_deg, default=default)
+            for axis, text in zip(CouchCorrection.AXES, self.texts, strict=True)
+        ]
+
+
+class _CouchAxisFields:
+    """A dependency whose form fields are named by :attr:`CouchCorrection.AXES` (empty: "")."""
+
+    __signature__ = inspect.Signature(
+        [
+            inspect.Parameter(
+                axis,
+                inspect.Parameter.KEYWORD_ONLY,
+                default="",
+                annotation=Annotated[str, Form(max_length=32)],
+            )
+            for axis in CouchCorrection.AXES
+        ]
+    )
+
+    def __call__(self, **texts: str) -> CouchAxisTexts:
+        return CouchAxisTexts(tuple(texts[axis] for axis in CouchCorrection.AXES))
+
+
+#: the ``lateral_mm`` … ``yaw_deg`` fields of the review sign form and the QA offset form
+CouchAxisForm = Annotated[CouchAxisTexts, Depends(_CouchAxisFields())]
 
 
 def page(

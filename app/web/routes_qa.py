@@ -17,10 +17,11 @@ from app.context import ServiceContext
 from app.deps import MAX_ID, ContextDep
 from app.errors import ServiceError
 from app.permissions import Action, may, roles_for
-from app.services import daily_qa, qa_export
+from app.services import daily_qa, qa_export, qa_verdict
 from app.web import sessions
 from app.web.deps import (
     SECURITY_HEADERS,
+    CouchAxisForm,
     DataViewer,
     PageViewer,
     WebRefusalError,
@@ -71,7 +72,7 @@ def _machine_context(db: Session, machine: str) -> dict[str, Any]:
     since = daily_qa.local_midnight(date.today() - timedelta(days=DAYS_SHOWN - 1))
     days = daily_qa.machine_days(db, machine, since)
     charts = []
-    for axis, (judged, chart) in daily_qa.charts(days, qa).items():
+    for axis, (judged, chart) in qa_verdict.charts(days, qa).items():
         label, unit = AXIS_LABELS[axis]
         samples = [
             Sample(d.scanned_at.astimezone().strftime("%m-%d"), v, i in chart.out_of_tolerance)
@@ -123,16 +124,6 @@ def _back(machine: str) -> Response:
     return Response(status_code=303, headers={"Location": location, **SECURITY_HEADERS})
 
 
-def _number(text: str, label: str, limit: float) -> float:
-    try:
-        value = float(text) if text.strip() else 0.0
-    except ValueError:
-        raise WebRefusalError(422, f"{label} {text!r} is not a number") from None
-    if not -limit <= value <= limit:
-        raise WebRefusalError(422, f"{label} {value:g} is outside ±{limit:g}")
-    return value
-
-
 @router.post("/qa/{machine}/scans/{fraction_id}/offset")
 async def qa_enter_offset(
     machine: Machine,
@@ -140,21 +131,12 @@ async def qa_enter_offset(
     ctx: ContextDep,
     settings: WebSettingsDep,
     viewer: DataViewer,
+    axes: CouchAxisForm,
     csrf_token: Annotated[str, Form(max_length=1000)] = "",
-    lateral_mm: Annotated[str, Form(max_length=32)] = "",
-    longitudinal_mm: Annotated[str, Form(max_length=32)] = "",
-    vertical_mm: Annotated[str, Form(max_length=32)] = "",
-    pitch_deg: Annotated[str, Form(max_length=32)] = "",
-    roll_deg: Annotated[str, Form(max_length=32)] = "",
-    yaw_deg: Annotated[str, Form(max_length=32)] = "",
 ) -> Response:
     """The couch offset APPLIED to the phantom for this scan (IEC mm and degrees)."""
     _check_form(viewer, csrf_token, settings.max_age_seconds, Action.ENTER_QA_OFFSET)
-    texts = (lateral_mm, longitudinal_mm, vertical_mm, pitch_deg, roll_deg, yaw_deg)
-    limits = (daily_qa.MAX_OFFSET_MM,) * 3 + (daily_qa.MAX_OFFSET_DEG,) * 3
-    values = [
-        _number(t, a, lim) for t, a, lim in zip(texts, CouchCorrection.AXES, limits, strict=True)
-    ]
+    values = axes.numbers(daily_qa.MAX_OFFSET_MM, daily_qa.MAX_OFFSET_DEG, default=0.0)
     assert viewer.user is not None
     actor = f"web:{viewer.user.username}"
     offset = CouchCorrection(*values)

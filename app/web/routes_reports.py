@@ -11,10 +11,11 @@ the same report from the same data. Who may: ``Action.READ_REPORTS`` of
 from __future__ import annotations
 
 import datetime
+from dataclasses import dataclass
 from typing import Annotated
 from urllib.parse import urlencode
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 from sqlalchemy import select
@@ -42,7 +43,6 @@ _VIEW_HEADERS = {
     "X-Frame-Options": "SAMEORIGIN",
 }
 Week = Annotated[str | None, Query(max_length=16)]
-Day = Annotated[str | None, Query(max_length=10)]
 Site = Annotated[str | None, Query(max_length=100, pattern=r"^[^\x00-\x1f\x7f]*$")]
 
 
@@ -51,19 +51,47 @@ def _physicist(viewer: Viewer) -> None:
         raise WebRefusalError(403, "the set-up error reports are for physicists")
 
 
-def _request(
-    week: str | None, start: str | None, end: str | None, site: str | None, source: ShiftSource
-) -> ReportRequest:
-    today = datetime.datetime.now(datetime.UTC).date()
-    if not (week or start or end):
-        week = f"{today.isocalendar().year}-W{today.isocalendar().week:02d}"
-    try:
-        period = parse_period(
-            week=week or None, start=start or None, end=end or None, since=None, today=today
-        )
-    except ReportInputError as error:
-        raise WebRefusalError(400, str(error)) from None
-    return ReportRequest(period=period, site=site or None, source=source)
+@dataclass(frozen=True)
+class ReportQuery:
+    """The period (an ISO week, or ``from``/``to`` dates), the site and the shift source asked
+    for in the query string of every report page, as typed."""
+
+    week: str | None
+    start: str | None
+    end: str | None
+    site: str | None
+    source: ShiftSource
+
+    def request(self) -> ReportRequest:
+        """The report asked for; no period: this week. A bad period is refused (400)."""
+        today = datetime.datetime.now(datetime.UTC).date()
+        week = self.week
+        if not (week or self.start or self.end):
+            week = f"{today.isocalendar().year}-W{today.isocalendar().week:02d}"
+        try:
+            period = parse_period(
+                week=week or None,
+                start=self.start or None,
+                end=self.end or None,
+                since=None,
+                today=today,
+            )
+        except ReportInputError as error:
+            raise WebRefusalError(400, str(error)) from None
+        return ReportRequest(period=period, site=self.site or None, source=self.source)
+
+
+def report_query(
+    week: Week = None,
+    start: Annotated[str | None, Query(alias="from", max_length=10)] = None,
+    end: Annotated[str | None, Query(alias="to", max_length=10)] = None,
+    site: Site = None,
+    source: ShiftSource = ShiftSource.SIGNED,
+) -> ReportQuery:
+    return ReportQuery(week, start, end, site, source)
+
+
+ReportQueryDep = Annotated[ReportQuery, Depends(report_query)]
 
 
 def _report(ctx: ServiceContext, request: ReportRequest, viewer: Viewer) -> Report:
@@ -91,17 +119,13 @@ async def reports_page(
     request: Request,
     ctx: ContextDep,
     viewer: PageViewer,
-    week: Week = None,
-    start: Annotated[str | None, Query(alias="from", max_length=10)] = None,
-    end: Annotated[str | None, Query(alias="to", max_length=10)] = None,
-    site: Site = None,
-    source: ShiftSource = ShiftSource.SIGNED,
+    asked: ReportQueryDep,
 ) -> Response:
     _physicist(viewer)
-    chosen = _request(week, start, end, site, source)
-    params = {"site": site or "", "source": source.value}
-    if start or end:
-        params |= {"from": start or "", "to": end or ""}
+    chosen = asked.request()
+    params = {"site": asked.site or "", "source": asked.source.value}
+    if asked.start or asked.end:
+        params |= {"from": asked.start or "", "to": asked.end or ""}
     else:
         params["week"] = chosen.period.label
     query = urlencode(params)
@@ -110,10 +134,10 @@ async def reports_page(
         "csrf_token": sessions.csrf_token(viewer),
         "period": chosen.period.description,
         "week": params.get("week", ""),
-        "start": start or "",
-        "end": end or "",
-        "site": site or "",
-        "source": source.value,
+        "start": asked.start or "",
+        "end": asked.end or "",
+        "site": asked.site or "",
+        "source": asked.source.value,
         "sources": [s.value for s in ShiftSource],
         "sites": await run_in_threadpool(_sites, ctx),
         "view_url": f"/reports/view?{query}",
@@ -128,14 +152,10 @@ async def reports_page(
 async def report_view(
     ctx: ContextDep,
     viewer: PageViewer,
-    week: Week = None,
-    start: Annotated[str | None, Query(alias="from", max_length=10)] = None,
-    end: Annotated[str | None, Query(alias="to", max_length=10)] = None,
-    site: Site = None,
-    source: ShiftSource = ShiftSource.SIGNED,
+    asked: ReportQueryDep,
 ) -> Response:
     _physicist(viewer)
-    report = await run_in_threadpool(_report, ctx, _request(week, start, end, site, source), viewer)
+    report = await run_in_threadpool(_report, ctx, asked.request(), viewer)
     html = await run_in_threadpool(render, report, "html")
     return Response(html, media_type=MEDIA_TYPES["html"], headers=_VIEW_HEADERS)
 
@@ -145,14 +165,10 @@ async def report_download(
     ctx: ContextDep,
     viewer: PageViewer,
     format: Annotated[str, Query(pattern="^(csv|xlsx|pdf)$")],
-    week: Week = None,
-    start: Annotated[str | None, Query(alias="from", max_length=10)] = None,
-    end: Annotated[str | None, Query(alias="to", max_length=10)] = None,
-    site: Site = None,
-    source: ShiftSource = ShiftSource.SIGNED,
+    asked: ReportQueryDep,
 ) -> Response:
     _physicist(viewer)
-    report = await run_in_threadpool(_report, ctx, _request(week, start, end, site, source), viewer)
+    report = await run_in_threadpool(_report, ctx, asked.request(), viewer)
     data = await run_in_threadpool(render, report, format)
     disposition = f'attachment; filename="{file_name(report, format)}"'
     headers = {**SECURITY_HEADERS, "Content-Disposition": disposition}

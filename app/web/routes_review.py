@@ -20,6 +20,7 @@ from app.services.signoff import SignRequest, sign
 from app.web import sessions
 from app.web.deps import (
     SECURITY_HEADERS,
+    CouchAxisForm,
     DataViewer,
     PageViewer,
     WebRefusalError,
@@ -27,7 +28,7 @@ from app.web.deps import (
     can_sign,
     page,
 )
-from app.web.review import AXES, review_context
+from app.web.review import review_context
 from app.web.review_structures import structures_for_review, structures_path
 from registration.couch import CouchCorrection
 
@@ -130,18 +131,6 @@ def review_structures_file(
     return FileResponse(path, media_type="application/octet-stream", headers=headers)
 
 
-def _number(text: str, label: str, limit: float) -> float | None:
-    if not text.strip():
-        return None
-    try:
-        value = float(text)
-    except ValueError:
-        raise WebRefusalError(422, f"{label} {text!r} is not a number") from None
-    if not -limit <= value <= limit:
-        raise WebRefusalError(422, f"{label} {value:g} is outside ±{limit:g}")
-    return value
-
-
 @router.post("/review/{fraction_id}/sign")
 async def review_sign(
     http: Request,
@@ -149,16 +138,11 @@ async def review_sign(
     ctx: ContextDep,
     settings: WebSettingsDep,
     viewer: DataViewer,
+    axes: CouchAxisForm,
     csrf_token: Annotated[str, Form(max_length=1000)] = "",
     password: Annotated[str, Form(max_length=1024)] = "",
     decision: Annotated[str, Form(max_length=32)] = "",
     reason: Annotated[str, Form(max_length=2000)] = "",
-    lateral_mm: Annotated[str, Form(max_length=32)] = "",
-    longitudinal_mm: Annotated[str, Form(max_length=32)] = "",
-    vertical_mm: Annotated[str, Form(max_length=32)] = "",
-    pitch_deg: Annotated[str, Form(max_length=32)] = "",
-    roll_deg: Annotated[str, Form(max_length=32)] = "",
-    yaw_deg: Annotated[str, Form(max_length=32)] = "",
     supersedes: Annotated[str, Form(max_length=20)] = "",
 ) -> Response:
     """Sign from the page: the session's person, their password typed again, the CSRF token."""
@@ -177,9 +161,7 @@ async def review_sign(
         raise WebRefusalError(401, "type your password to sign: nothing was signed")
     if supersedes.strip() and not supersedes.strip().isdigit():
         raise WebRefusalError(422, f"supersedes {supersedes!r} is not a signature id")
-    texts = (lateral_mm, longitudinal_mm, vertical_mm, pitch_deg, roll_deg, yaw_deg)
-    limits = (MAX_SHIFT_MM,) * 3 + (MAX_ANGLE_DEG,) * 3
-    values = [_number(t, axis, lim) for t, axis, lim in zip(texts, AXES, limits, strict=True)]
+    values = axes.numbers(MAX_SHIFT_MM, MAX_ANGLE_DEG, default=None)
     correction = None
     if decision == "approved" and all(v is not None for v in values):
         correction = CouchCorrection(*(float(v) for v in values))  # type: ignore[arg-type]

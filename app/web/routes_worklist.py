@@ -11,7 +11,8 @@ from fastapi.responses import Response
 
 from app.context import ServiceContext
 from app.deps import ContextDep
-from app.services.daily_qa import QaDay, unacknowledged_failures
+from app.services.daily_qa import unacknowledged_failures
+from app.services.qa_verdict import QaDay
 from app.web import sessions
 from app.web.deps import DataViewer, PageViewer, WebRefusalError, WebSettingsDep, page
 from app.web.worklist import Row, rows_of_day, today

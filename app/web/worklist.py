@@ -15,6 +15,7 @@ from app.db import signoff_repo
 from app.db.models import Fraction, JobStatus
 from app.db.models_signoff import Decision, Signoff
 from app.services import anatomy, daily_qa
+from app.services.qa_verdict import QaDay
 from app.services.signoff import LARGE_SHIFT_MM
 from app.storage import ImageStore
 
@@ -109,7 +110,7 @@ class _Alerts:
 
     def __init__(self, db: Session) -> None:
         self._db = db
-        self._qa: dict[int, dict[int, daily_qa.QaDay] | None] = {}
+        self._qa: dict[int, dict[int, QaDay] | None] = {}
         self._anatomy: dict[int, dict[int, anatomy.AnatomyEntry]] = {}
 
     def add(self, row: Row, fraction: Fraction) -> Row:

@@ -19,6 +19,7 @@ import numpy as np
 import openpyxl
 import pypdf
 import pytest
+import report_data
 import review_data
 import service_fixtures as sf
 from service_fixtures import TestClient
@@ -66,15 +67,7 @@ def insert(client: TestClient) -> None:
     counter = itertools.count()
 
     def series(patient: str) -> ImageSeries:
-        n = next(counter)
-        return ImageSeries(
-            content_sha256=f"{n:064x}",
-            series_instance_uid=f"1.2.3.{n}",
-            patient_id=patient,
-            patient_position="HFS",
-            n_files=1,
-            **{f"{e}_{a}_mm": 0.0 for e in ("min", "max") for a in "xyz"},
-        )
+        return report_data.image_series(next(counter), patient)
 
     def fraction(course: Course, number: int, day: int, hour: int, verifies: int | None) -> int:
         row = Fraction(
@@ -121,16 +114,7 @@ def insert(client: TestClient) -> None:
     with ctx.writer.begin() as session:
         signer = add_user(session, "dr-a", Role.PHYSICIAN, "Dr A", "a long password", "t")
         for patient in MOTIONS:
-            course = Course(
-                patient_id=patient,
-                planning_series=series(patient),
-                patient_position="HFS",
-                ptv_margin_mm=3.0,
-                dof=6,
-                mode="tissue",
-                site="head and neck",
-                created_by="test",
-            )
+            course = report_data.course(patient, series(patient))
             session.add(course)
             session.flush()
             for n in (1, 2, 3):

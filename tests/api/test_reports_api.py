@@ -21,6 +21,7 @@ import numpy as np
 import openpyxl
 import pypdf
 import pytest
+import report_data
 import service_fixtures as sf
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -122,30 +123,13 @@ def insert(client: TestClient, fractions: tuple[F, ...] = FRACTIONS) -> None:
     counter = itertools.count()
 
     def series(patient: str) -> ImageSeries:
-        n = next(counter)
-        return ImageSeries(
-            content_sha256=f"{n:064x}",
-            series_instance_uid=f"1.2.3.{n}",
-            patient_id=patient,
-            patient_position="HFS",
-            n_files=1,
-            **{f"{e}_{a}_mm": 0.0 for e in ("min", "max") for a in "xyz"},
-        )
+        return report_data.image_series(next(counter), patient)
 
     with ctx.writer.begin() as session:
         signer = add_user(session, "dr-a", Role.PHYSICIAN, "Dr A. Signer", "a long password", "t")
         courses = {}
         for patient, (site, margin_mm) in COURSES.items():
-            course = Course(
-                patient_id=patient,
-                planning_series=series(patient),
-                patient_position="HFS",
-                ptv_margin_mm=margin_mm,
-                dof=6,
-                mode="tissue",
-                site=site,
-                created_by="test",
-            )
+            course = report_data.course(patient, series(patient), site, margin_mm)
             session.add(course)
             courses[patient] = course
         session.flush()
@@ -398,16 +382,7 @@ def test_the_xlsx_export_opens_with_its_sheets(data: TestClient) -> None:
         in (response.headers["content-disposition"])
     )
     workbook = openpyxl.load_workbook(io.BytesIO(response.content))
-    assert workbook.sheetnames == [
-        "Fractions",
-        "Patients",
-        "Population",
-        "Residuals",
-        "Warnings",
-        "Three parts",
-        "Offline protocols",
-        "About",
-    ]
+    assert workbook.sheetnames == list(report_data.WORKBOOK_SHEETS)
     assert workbook["Fractions"].max_row == 1 + 7  # PC is prostate
 
 

@@ -33,9 +33,11 @@ RED_PIXELS = """([r, g, b]) => {
 }"""
 
 
-def test_the_ptv_contour_is_drawn_moves_with_a_nudge_and_its_toggle_hides_it(
-    context: Any, server: LiveServer, tmp_path_factory: Any, shots: Any
-) -> None:
+def review_with_structures(
+    context: Any, server: LiveServer, tmp_path_factory: Any
+) -> tuple[Any, dict[str, Any]]:
+    """The course posted with its planning package (RT Structure Set and Plan), a registered
+    fraction, and its review page open for the physician."""
     series = server.series
     package = pf.planning_package(series.planning, series.isocenter, tmp_path_factory.mktemp("rt"))
     iso = series.isocenter
@@ -53,6 +55,13 @@ def test_the_ptv_contour_is_drawn_moves_with_a_nudge_and_its_toggle_hides_it(
     page = context.new_page()
     sign_in(page, server, PHYSICIAN)
     open_review(page, fraction["id"])
+    return page, fraction
+
+
+def test_the_ptv_contour_is_drawn_moves_with_a_nudge_and_its_toggle_hides_it(
+    context: Any, server: LiveServer, tmp_path_factory: Any, shots: Any
+) -> None:
+    page, _ = review_with_structures(context, server, tmp_path_factory)
     ptv = page.locator('input[data-structure="PTV"]')
     assert ptv.is_checked()
     assert page.locator('input[data-structure="SpinalCord"]').is_checked()
@@ -87,23 +96,7 @@ def test_the_residual_at_the_ptv_follows_a_lateral_nudge_of_2_mm(
 ) -> None:
     """The full correction leaves ~0 at the PTV; 2 mm more lateral moves every surface point by
     2 mm (a translation), so the live max and 95th percentile read 2.0 mm."""
-    series = server.series
-    package = pf.planning_package(series.planning, series.isocenter, tmp_path_factory.mktemp("rt"))
-    iso = series.isocenter
-    with httpx.Client(base_url=server.base_url, timeout=120) as client:
-        response = client.post(
-            "/api/v1/courses",
-            headers=server.console,
-            data={"patient_id": sf.PATIENT_ID, "isocenter": f"{iso.x_mm},{iso.y_mm},{iso.z_mm}"},
-            files=sf.upload("planning", series.planning)
-            + pf.rt_upload("rtstruct", package.rtstruct)
-            + pf.rt_upload("rtplan", package.rtplan),
-        )
-        assert response.status_code in (200, 201), response.text
-    fraction = server.registered_fraction()
-    page = context.new_page()
-    sign_in(page, server, PHYSICIAN)
-    open_review(page, fraction["id"])
+    page, fraction = review_with_structures(context, server, tmp_path_factory)
     page.wait_for_function("() => window.__review.targetResiduals !== undefined")
     before = page.evaluate("window.__review.targetResiduals.PTV")
     assert before["maxMm"] < 0.1, before

@@ -19,11 +19,12 @@ import numpy as np
 import openpyxl
 import pypdf
 import pytest
+import report_data
 
 from app.cli import main
 from app.db import migrate
 from app.db.engine import make_engine, make_writer_factory
-from app.db.models import Course, Fraction, ImageSeries, Job, RegistrationResult, User
+from app.db.models import Fraction, Job, RegistrationResult, User
 from app.db.models_signoff import Signoff
 
 WEEK = "2026-W46"  # 9–15 November 2026
@@ -42,16 +43,7 @@ def populate(url: str) -> None:
         session.add(signer)
         for patient, shifts in LATERAL_MM.items():
             n += 1
-            course = Course(
-                patient_id=patient,
-                planning_series=_series(n),
-                patient_position="HFS",
-                ptv_margin_mm=3.0,
-                dof=6,
-                mode="tissue",
-                site="head and neck",
-                created_by="test",
-            )
+            course = report_data.course(patient, report_data.image_series(n))
             session.add(course)
             for number, lateral_mm in enumerate(shifts, start=1):
                 n += 1
@@ -61,7 +53,7 @@ def populate(url: str) -> None:
                 fraction = Fraction(
                     course=course,
                     patient_id=patient,
-                    mvct_series=_series(n),
+                    mvct_series=report_data.image_series(n),
                     fraction_number=number,
                     dof=6,
                     mode="tissue",
@@ -97,16 +89,6 @@ def populate(url: str) -> None:
                         )
                     )
     engine.dispose()
-
-
-def _series(n: int) -> ImageSeries:
-    return ImageSeries(
-        content_sha256=f"{n:064x}",
-        series_instance_uid=f"1.2.3.{n}",
-        patient_position="HFS",
-        n_files=1,
-        **{f"{e}_{a}_mm": 0.0 for e in ("min", "max") for a in "xyz"},
-    )
 
 
 @pytest.fixture

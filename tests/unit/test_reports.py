@@ -18,6 +18,7 @@ import types
 import numpy as np
 import openpyxl
 import pytest
+from report_data import WORKBOOK_SHEETS
 
 import app.services.reports
 import app.services.reports.model
@@ -268,16 +269,7 @@ def population_row(workbook: openpyxl.Workbook, axis: str) -> dict[str, object]:
 
 def test_the_workbook_has_the_six_sheets_and_one_fractions_row_per_fraction() -> None:
     workbook = load(to_xlsx(build_report(hand_made_rows(), context())))
-    assert workbook.sheetnames == [
-        "Fractions",
-        "Patients",
-        "Population",
-        "Residuals",
-        "Warnings",
-        "Three parts",
-        "Offline protocols",
-        "About",
-    ]
+    assert workbook.sheetnames == list(WORKBOOK_SHEETS)
     fractions = list(workbook["Fractions"].iter_rows(values_only=True))
     assert list(fractions[0]) == list(CSV_COLUMNS)
     assert len(fractions) - 1 == sum(len(v) for v in LATERAL_MM.values())
@@ -329,16 +321,7 @@ def test_the_warnings_sheet_lists_a_no_action_level_warning() -> None:
 
 def test_an_empty_workbook_keeps_its_sheets_and_says_there_were_no_fractions() -> None:
     workbook = load(to_xlsx(build_report([], context(shift_source=ShiftSource.RESIDUAL))))
-    assert workbook.sheetnames == [
-        "Fractions",
-        "Patients",
-        "Population",
-        "Residuals",
-        "Warnings",
-        "Three parts",
-        "Offline protocols",
-        "About",
-    ]
+    assert workbook.sheetnames == list(WORKBOOK_SHEETS)
     assert len(list(workbook["Fractions"].iter_rows())) == 1
     about = [c for r in workbook["About"].iter_rows(values_only=True) for c in r if c]
     assert "No fractions in 2026-W48 (23–29 Nov 2026)." in about

@@ -45,7 +45,8 @@ from app.services.reports.model import (
 )
 from app.services.reports.pdf import to_pdf
 from app.services.reports.plots import DEFAULT_MAX_PATIENTS_PLOTTED, ReportFigures, render_figures
-from app.services.reports.tabular import CSV_COLUMNS, to_csv, to_xlsx
+from app.services.reports.tabular import CSV_COLUMNS, to_csv
+from app.services.reports.xlsx import to_xlsx
 
 __all__ = [
     "AWAITING",

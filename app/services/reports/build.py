@@ -1,9 +1,9 @@
 """Rows and context → :class:`~app.services.reports.model.Report`: the one place statistics are
 computed.
 
-The renderers (:mod:`app.services.reports.tabular`, :mod:`app.services.reports.pdf`,
-:mod:`app.services.reports.html_page`)
-only format what :func:`build_report` put in the report.
+The renderers (:mod:`app.services.reports.tabular`, :mod:`app.services.reports.xlsx`,
+:mod:`app.services.reports.pdf`, :mod:`app.services.reports.html_page`) only format what
+:func:`build_report` put in the report.
 
 Which rows count: every row is listed; the statistics and figures use the rows with all six
 values that were not rejected (:attr:`FractionRow.counts_in_statistics`), and a note says how

@@ -44,42 +44,8 @@ from reportlab.platypus import (
 
 from app.services.reports.model import Report
 from app.services.reports.plots import DEFAULT_MAX_PATIENTS_PLOTTED, ReportFigures, render_figures
-from app.services.reports.present import (
-    DEFINITIONS,
-    WARNING_TABLE_HEADER,
-    PopulationRow,
-    about_items,
-    footer_line,
-    fraction_lines,
-    headline,
-    notes,
-    patient_cells,
-    patient_table_header,
-    population_rows,
-    summary_line,
-    warning_legend,
-    warning_rows,
-)
-from app.services.reports.present_parts import (
-    OFFLINE_HEADER,
-    OFFLINE_NOTE,
-    PART_B_PTV_NOTE,
-    PART_B_PTV_TITLE,
-    PART_HEADER,
-    PART_TITLES,
-    RESIDUALS_NOTE,
-    RESIDUALS_PATIENT_HEADER,
-    RESIDUALS_POPULATION_HEADER,
-    RESIDUALS_TITLE,
-    offline_rows,
-    part_b_ptv_patient_cells,
-    part_b_ptv_population_cells,
-    part_cells,
-    part_notes,
-    parts_of,
-    residual_patient_cells,
-    residual_population_cells,
-)
+from app.services.reports.present import PopulationRow
+from app.services.reports.present_parts import ReportSections, ResidualTables, report_sections
 from registration.stats import MarginVerdict
 
 FONT: Final = "MvctGuideSans"
@@ -175,11 +141,11 @@ def _verdict_cell(row: PopulationRow, s: dict[str, ParagraphStyle]) -> Paragraph
     return Paragraph(f"<i>{text}</i>", s["cell"])
 
 
-def _population_table(report: Report, s: dict[str, ParagraphStyle]) -> Table:
+def _population_table(rows: list[PopulationRow], s: dict[str, ParagraphStyle]) -> Table:
     head = ["Axis", "n (≥ 2)", "M", "Σ", "σ", "van Herk\n2.5Σ + 0.7σ", "Stroom\n2Σ + 0.7σ"]
     header = [_p(h, s["head"]) for h in [*head, "In use", "Verdict"]]
     body: list[list[Any]] = [header]
-    for row in population_rows(report):
+    for row in rows:
         cells = [f"{row.axis} [{row.unit}]", row.n_patients, row.mean, row.systematic_sd]
         cells += [row.random_rms, f"{row.van_herk} {row.van_herk_ci}".strip()]
         cells += [f"{row.stroom} {row.stroom_ci}".strip(), row.margin_in_use]
@@ -188,79 +154,64 @@ def _population_table(report: Report, s: dict[str, ParagraphStyle]) -> Table:
     return _table(body, [w * mm for w in widths])
 
 
-def _parts_story(report: Report, s: dict[str, ParagraphStyle]) -> list[Flowable]:
-    if report.parts is None:
+def _parts_story(sections: ReportSections, s: dict[str, ParagraphStyle]) -> list[Flowable]:
+    if not sections.parts:
         return []
     story: list[Flowable] = [_p("Set-up error in three parts", s["h2"])]
-    head = [_p(h, s["head"]) for h in PART_HEADER[1:]]
-    for part in parts_of(report):
+    head = [_p(h, s["head"]) for h in sections.part_header]
+    for part in sections.parts:
         body: list[list[Any]] = [head]
-        body += [[_p(c, s["cell"]) for c in cells] for cells in part_cells(part)]
+        body += [[_p(c, s["cell"]) for c in cells] for cells in part.rows]
         widths = [19, 8, 11, 11, 12, 12, 13, 12, 15, 15, 15, 22]
         story += [
-            _p(PART_TITLES[part.kind.value], s["body"]),
+            _p(part.title, s["body"]),
             _table(body, [w * mm for w in widths]),
             Spacer(1, 2 * mm),
         ]
-        if part.kind.value == "residual":
-            story += _part_b_ptv_story(report, s)
-    story += _bullets(part_notes(report), s["bullet"])
-    if report.offline:
+        if part.kind == "residual":  # part (b) at the PTV, as on the HTML page
+            story += _residuals_story(sections.part_b_ptv, s["body"], s)
+    story += _bullets(sections.part_notes, s["bullet"])
+    if sections.offline:
         story.append(_p("Offline protocols (courses without daily imaging)", s["h2"]))
-        story.append(_p(OFFLINE_NOTE, s["small"]))
-        body = [[_p(h, s["head"]) for h in OFFLINE_HEADER]]
-        body += [[_p(c, s["cell"]) for c in cells] for cells in offline_rows(report)]
+        story.append(_p(sections.offline_note, s["small"]))
+        body = [[_p(h, s["head"]) for h in sections.offline_header]]
+        body += [[_p(c, s["cell"]) for c in cells] for cells in sections.offline]
         story.append(_table(body, [w * mm for w in (16, 10, 11, 20, 10, 24, 24, 50)]))
     return story
 
 
-def _residuals_story(report: Report, s: dict[str, ParagraphStyle]) -> list[Flowable]:
-    """As on the HTML page: nothing without structures, else the population and patient tables."""
-    if not report.residuals.population:
-        return []
-    tables = _residual_tables(residual_population_cells(report), residual_patient_cells(report), s)
-    return [_p(RESIDUALS_TITLE, s["h2"]), _p(RESIDUALS_NOTE, s["small"]), *tables]
-
-
-def _part_b_ptv_story(report: Report, s: dict[str, ParagraphStyle]) -> list[Flowable]:
-    """Part (b) at the PTV, as on the HTML page; nothing without such fractions."""
-    if not report.part_b_ptv.population:
-        return []
-    tables = _residual_tables(
-        part_b_ptv_population_cells(report), part_b_ptv_patient_cells(report), s
-    )
-    return [_p(PART_B_PTV_TITLE, s["body"]), _p(PART_B_PTV_NOTE, s["small"]), *tables]
-
-
-def _residual_tables(
-    population: list[list[str]], patients: list[list[str]], s: dict[str, ParagraphStyle]
+def _residuals_story(
+    tables: ResidualTables, title_style: ParagraphStyle, s: dict[str, ParagraphStyle]
 ) -> list[Flowable]:
-    tables: list[Flowable] = []
+    """As on the HTML page: nothing without structures, else the population and patient tables."""
+    if not tables.population:
+        return []
+    story: list[Flowable] = [_p(tables.title, title_style), _p(tables.note, s["small"])]
     for head, rows, widths in (
-        (RESIDUALS_POPULATION_HEADER, population, (50, 22, 22, 25, 30, 25)),
-        (RESIDUALS_PATIENT_HEADER, patients, (40, 60, 22, 25, 25)),
+        (tables.population_header, tables.population, (50, 22, 22, 25, 30, 25)),
+        (tables.patient_header, tables.patients, (40, 60, 22, 25, 25)),
     ):
         body = [
             [_p(c, s["head" if i == 0 else "cell"]) for c in r] for i, r in enumerate([head, *rows])
         ]
-        tables += [_table(body, [w * mm for w in widths]), Spacer(1, 2 * mm)]
-    return tables
+        story += [_table(body, [w * mm for w in widths]), Spacer(1, 2 * mm)]
+    return story
 
 
-def _patients_table(report: Report, s: dict[str, ParagraphStyle]) -> Table:
-    head = patient_table_header(report)
+def _patients_table(sections: ReportSections, s: dict[str, ParagraphStyle]) -> Table:
+    head = sections.patient_header
     body: list[list[Any]] = [[_p(h, s["head"]) for h in head]]
-    for patient in report.statistics.patients:
-        body.append([_p(c, s["cell"]) for c in patient_cells(patient)])
-    if not report.statistics.patients:
+    for cells in sections.patients:
+        body.append([_p(c, s["cell"]) for c in cells])
+    if not sections.patients:
         body.append([_p("No patients.", s["cell"])] + [""] * (len(head) - 1))
     widths = [32, 8, 23, 25, 23, 22, 22, 25]
     return _table(body, [w * mm for w in widths])
 
 
-def _warnings_table(report: Report, s: dict[str, ParagraphStyle]) -> Table:
-    body: list[list[Any]] = [[_p(h, s["head"]) for h in WARNING_TABLE_HEADER]]
-    body += [[_p(c, s["cell"]) for c in row] for row in warning_rows(report)]
+def _warnings_table(sections: ReportSections, s: dict[str, ParagraphStyle]) -> Table:
+    body: list[list[Any]] = [[_p(h, s["head"]) for h in sections.warning_header]]
+    body += [[_p(c, s["cell"]) for c in row] for row in sections.warnings]
     widths = [40, 50, 24, 22, 22, 22]
     return _table(body, [w * mm for w in widths])
 
@@ -289,41 +240,43 @@ def _figures_story(figures: ReportFigures, s: dict[str, ParagraphStyle]) -> list
     return story
 
 
-def _story(report: Report, figures: ReportFigures) -> list[Flowable]:
+def _story(sections: ReportSections, figures: ReportFigures) -> list[Flowable]:
     s = _styles()
-    context = report.context
     story: list[Flowable] = [
-        _p(context.title, s["title"]),
-        _p(context.period.description, s["subtitle"]),
-        _p(headline(report), s["headline"]),
-        _p(summary_line(report), s["body"]),
+        _p(sections.title, s["title"]),
+        _p(sections.period, s["subtitle"]),
+        _p(sections.headline, s["headline"]),
+        _p(sections.summary, s["body"]),
         _p("Population set-up errors and the margins they imply", s["h2"]),
-        _population_table(report, s),
+        _population_table(sections.population, s),
         Spacer(1, 2 * mm),
         _p(
             "n: patients (courses), in brackets those with 2 or more fractions. M, Σ, σ in the "
             "axis unit; margins in mm as point estimate [95 % bootstrap CI].",
             s["small"],
         ),
-        *_bullets(notes(report), s["bullet"]),
-        *_parts_story(report, s),
-        *_residuals_story(report, s),
+        *_bullets(sections.notes, s["bullet"]),
+        *_parts_story(sections, s),
+        *_residuals_story(sections.residuals, s["h2"], s),
         _p("Fractions", s["h2"]),
-        *_bullets(fraction_lines(report), s["bullet"]),
+        *_bullets(sections.fraction_lines, s["bullet"]),
         _p("Early warnings", s["h2"]),
     ]
-    story.append(_p(warning_legend(report), s["body"]))
-    if report.statistics.warnings:
-        story.append(_warnings_table(report, s))
+    story.append(_p(sections.warning_legend, s["body"]))
+    if sections.warnings:
+        story.append(_warnings_table(sections, s))
     story += _figures_story(figures, s)
-    story += [_p("Per-patient systematic and random errors", s["h2"]), _patients_table(report, s)]
+    story += [
+        _p("Per-patient systematic and random errors", s["h2"]),
+        _patients_table(sections, s),
+    ]
     definitions = [
         Paragraph(f"<b>{escape(d.term)}</b>: {escape(d.text)} ({escape(d.source)})", s["small"])
-        for d in DEFINITIONS
+        for d in sections.definitions
     ]
     about = [
         Paragraph(f"<b>{escape(label)}</b>: {escape(value)}", s["small"])
-        for label, value in about_items(report)
+        for label, value in sections.about
     ]
     story.append(KeepTogether([_p("Definitions", s["h2"]), *definitions]))
     story.append(KeepTogether([_p("About this report", s["h2"]), *about]))
@@ -354,22 +307,20 @@ class _NumberedCanvas(Canvas):  # type: ignore[misc]  # reportlab is untyped
         super().save()
 
 
-def _decorate(report: Report) -> Any:
-    context = report.context
-    footer = footer_line(report)
+def _decorate(sections: ReportSections) -> Any:
 
     def on_page(canvas: Canvas, _doc: BaseDocTemplate) -> None:
         canvas.saveState()
         canvas.setFont(FONT, 7.5)
         canvas.setFillColor(colors.HexColor("#333333"))
         top = _PAGE_HEIGHT - 10 * mm
-        canvas.drawString(_MARGIN, top, context.title)
-        canvas.drawRightString(_PAGE_WIDTH - _MARGIN, top, context.period.description)
+        canvas.drawString(_MARGIN, top, sections.title)
+        canvas.drawRightString(_PAGE_WIDTH - _MARGIN, top, sections.period)
         canvas.setStrokeColor(_GRID)
         canvas.setLineWidth(0.4)
         canvas.line(_MARGIN, top - 2 * mm, _PAGE_WIDTH - _MARGIN, top - 2 * mm)
         canvas.line(_MARGIN, 13 * mm, _PAGE_WIDTH - _MARGIN, 13 * mm)
-        canvas.drawString(_MARGIN, 9 * mm, footer)
+        canvas.drawString(_MARGIN, 9 * mm, sections.footer)
         canvas.restoreState()
 
     return on_page
@@ -392,6 +343,7 @@ def to_pdf(
         figures = render_figures(report, max_patients_plotted)
     buffer = io.BytesIO()
     context = report.context
+    sections = report_sections(report)
     doc = BaseDocTemplate(
         buffer,
         pagesize=A4,
@@ -401,7 +353,7 @@ def to_pdf(
         bottomMargin=18 * mm,
         title=f"{context.title}, {context.period.description}",
         author=context.generated_by,
-        subject=headline(report),
+        subject=sections.headline,
         creator="mvct-guide",
         invariant=True,
     )
@@ -416,6 +368,6 @@ def to_pdf(
         topPadding=0,
         bottomPadding=0,
     )
-    doc.addPageTemplates([PageTemplate(id="page", frames=[frame], onPage=_decorate(report))])
-    doc.build(_story(report, figures), canvasmaker=_NumberedCanvas)
+    doc.addPageTemplates([PageTemplate(id="page", frames=[frame], onPage=_decorate(sections))])
+    doc.build(_story(sections, figures), canvasmaker=_NumberedCanvas)
     return buffer.getvalue()

@@ -1,4 +1,5 @@
-"""The three parts and the offline protocols as table rows, shared by every format.
+"""The three parts and the offline protocols as table rows, shared by every format; the
+sections the PDF and the HTML page both show (:func:`report_sections`).
 
 Values come from :attr:`Report.parts` (:func:`registration.stats_parts.three_part_statistics`)
 and :attr:`Report.offline` (:func:`registration.stats_offline.offline_protocols`); nothing is
@@ -8,10 +9,29 @@ computed here. :func:`part_values` keeps numbers as numbers (XLSX, CSV-like cons
 
 from __future__ import annotations
 
-from typing import Final
+from dataclasses import dataclass
+from typing import ClassVar, Final
 
 from app.services.reports.model import FractionRow, Report
-from app.services.reports.present import VERDICT_LABELS, mm
+from app.services.reports.present import (
+    DEFINITIONS,
+    VERDICT_LABELS,
+    WARNING_TABLE_HEADER,
+    Definition,
+    PopulationRow,
+    about_items,
+    footer_line,
+    fraction_lines,
+    headline,
+    mm,
+    notes,
+    patient_cells,
+    patient_table_header,
+    population_rows,
+    summary_line,
+    warning_legend,
+    warning_rows,
+)
 from app.services.reports.residuals import ResidualSummary, worst_ptv
 from registration.stats_offline import ProtocolOutcome
 from registration.stats_parts import ErrorPart, RotationErrors, TranslationErrors
@@ -207,26 +227,6 @@ def ptv_residual_values(row: FractionRow) -> tuple[str | None, float | None, flo
     return (None, None, None) if worst is None else (worst.structure, worst.max_mm, worst.p95_mm)
 
 
-def residual_population_cells(report: Report) -> list[list[str]]:
-    """:data:`RESIDUALS_POPULATION_HEADER` rows, mm to 1 decimal as on the HTML page."""
-    return _population_cells(report.residuals)
-
-
-def residual_patient_cells(report: Report) -> list[list[str]]:
-    """:data:`RESIDUALS_PATIENT_HEADER` rows, mm to 1 decimal as on the HTML page."""
-    return _patient_cells(report.residuals)
-
-
-def part_b_ptv_population_cells(report: Report) -> list[list[str]]:
-    """Part (b) at the PTV, :data:`RESIDUALS_POPULATION_HEADER` rows (empty: no such fraction)."""
-    return _population_cells(report.part_b_ptv)
-
-
-def part_b_ptv_patient_cells(report: Report) -> list[list[str]]:
-    """Part (b) at the PTV, :data:`RESIDUALS_PATIENT_HEADER` rows."""
-    return _patient_cells(report.part_b_ptv)
-
-
 def _population_cells(summary: ResidualSummary) -> list[list[str]]:
     return [
         [g.group, str(g.patients), str(g.fractions), mm(g.mean_max_mm, 1), mm(g.p95_max_mm, 1),
@@ -241,3 +241,93 @@ def _patient_cells(summary: ResidualSummary) -> list[list[str]]:
          mm(p.mean_max_mm, 1), mm(p.largest_max_mm, 1)]
         for p in summary.patients
     ]  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class ResidualTables:
+    """A residuals section: its title and note, the population and the per-patient rows
+    (:data:`RESIDUALS_POPULATION_HEADER`, :data:`RESIDUALS_PATIENT_HEADER`); no population
+    rows: the section is not shown."""
+
+    title: str
+    note: str
+    population: list[list[str]]
+    patients: list[list[str]]
+    population_header: ClassVar[tuple[str, ...]] = RESIDUALS_POPULATION_HEADER
+    patient_header: ClassVar[tuple[str, ...]] = RESIDUALS_PATIENT_HEADER
+
+
+@dataclass(frozen=True, slots=True)
+class PartTable:
+    """One of the three parts, titled, its rows without the part column (:func:`part_cells`)."""
+
+    kind: str
+    title: str
+    rows: list[list[str]]
+
+
+@dataclass(frozen=True, slots=True)
+class ReportSections:
+    """What the PDF and the HTML page show of a report, in the same words, section by section.
+
+    Each format lays it out its own way; an empty list is a table or a section not shown.
+    """
+
+    title: str
+    period: str
+    headline: str
+    summary: str
+    population: list[PopulationRow]
+    notes: list[str]
+    #: (a), (b), (c); none without the parts (hand-made rows)
+    parts: list[PartTable]
+    part_notes: list[str]
+    #: shown after part (b)
+    part_b_ptv: ResidualTables
+    offline: list[list[str]]
+    residuals: ResidualTables
+    fraction_lines: list[str]
+    warning_legend: str
+    warnings: list[list[str]]
+    patient_header: list[str]
+    patients: list[list[str]]
+    about: list[tuple[str, str]]
+    footer: str
+    part_header: ClassVar[tuple[str, ...]] = PART_HEADER[1:]
+    offline_note: ClassVar[str] = OFFLINE_NOTE
+    offline_header: ClassVar[tuple[str, ...]] = OFFLINE_HEADER
+    warning_header: ClassVar[tuple[str, ...]] = WARNING_TABLE_HEADER
+    definitions: ClassVar[tuple[Definition, ...]] = DEFINITIONS
+
+
+def _residual_tables(title: str, note: str, summary: ResidualSummary) -> ResidualTables:
+    """mm to 1 decimal; the patients' structures with the type they were interpreted as."""
+    return ResidualTables(title, note, _population_cells(summary), _patient_cells(summary))
+
+
+def report_sections(report: Report) -> ReportSections:
+    """The report's sections as text, for :func:`~app.services.reports.pdf.to_pdf` and
+    :func:`~app.services.reports.html_page.to_html`."""
+    return ReportSections(
+        title=report.context.title,
+        period=report.context.period.description,
+        headline=headline(report),
+        summary=summary_line(report),
+        population=population_rows(report),
+        notes=notes(report),
+        parts=[
+            PartTable(p.kind.value, PART_TITLES[p.kind.value], part_cells(p))
+            for p in parts_of(report)
+        ],
+        part_notes=part_notes(report),
+        part_b_ptv=_residual_tables(PART_B_PTV_TITLE, PART_B_PTV_NOTE, report.part_b_ptv),
+        offline=offline_rows(report),
+        residuals=_residual_tables(RESIDUALS_TITLE, RESIDUALS_NOTE, report.residuals),
+        fraction_lines=fraction_lines(report),
+        warning_legend=warning_legend(report),
+        warnings=warning_rows(report),
+        patient_header=patient_table_header(report),
+        patients=[patient_cells(p) for p in report.statistics.patients],
+        about=about_items(report),
+        footer=footer_line(report),
+    )
