@@ -280,6 +280,28 @@ def print_capture(rows: dict[str, dict[str, list[Outcome]]], methods: list[str])
         print(f"| {row} | " + " | ".join(cells) + " |")
 
 
+def print_ratios_per_ct(
+    cases: list[Case], results: dict[str, list[Outcome]], methods: list[str]
+) -> None:
+    """Median seconds per planning CT and method, and each method's ratio to the first.
+
+    A baseline's time grows with the planning CT (elastix's default map smooths and samples it
+    at full resolution), so the ratio is given per CT as well as over all cases.
+    """
+    print("\nMedian seconds per planning CT (ratio to " + methods[0] + ")")
+    print("| planning CT | size | cases | " + " | ".join(methods) + " |")
+    print("|---|---|---|" + "---|" * len(methods))
+    for name in dict.fromkeys(c.name for c in cases):
+        picked = [k for k, c in enumerate(cases) if c.name == name]
+        size = "×".join(str(v) for v in cases[picked[0]].planning.image.GetSize())
+        base = statistics.median(results[methods[0]][k].seconds for k in picked)
+        cells = []
+        for m in methods:
+            median = statistics.median(results[m][k].seconds for k in picked)
+            cells.append(f"{median:.2f}" + ("" if m == methods[0] else f" ({median / base:.1f}×)"))
+        print(f"| {name} | {size} | {len(picked)} | " + " | ".join(cells) + " |")
+
+
 def print_confusion(hard: list[tuple[str, Outcome]]) -> None:
     print("\nHard cases (mvct-guide): trusted/untrusted × right (max TRE ≤ 1 mm)/wrong")
     print("| kind | right+trusted | right+untrusted | wrong+untrusted | wrong+TRUSTED | reasons |")
@@ -407,6 +429,7 @@ def main(argv: list[str] | None = None) -> int:
     for m in methods[1:]:
         ratio = statistics.median(o.seconds for o in results[m]) / base
         print(f"median time {m} / {methods[0]}: {ratio:.1f}×")
+    print_ratios_per_ct(cases, results, methods)
     ours = results.get("mvct-guide", [])
     right = [o for o in ours if o.tre_max_mm <= 1.0]
     print(

@@ -123,11 +123,26 @@ def _resampled(
     inverse = start.inverse()
     to_daily.SetMatrix([float(v) for v in inverse.rotation.ravel()])
     to_daily.SetTranslation([float(v) for v in inverse.translation_mm])
-    f_img = sitk.Resample(daily.image, sub, to_daily, sitk.sitkLinear, -1000.0, sitk.sitkFloat32)
-    m_img = sitk.Resample(daily.mask, sub, to_daily, sitk.sitkNearestNeighbor, 0)
+    f_img = _resampler(sub, to_daily, sitk.sitkLinear, -1000.0).Execute(daily.image)
+    m_img = _resampler(sub, to_daily, sitk.sitkNearestNeighbor, 0.0).Execute(daily.mask)
     m = sitk.GetArrayFromImage(m_img).astype(np.float32)
     f = (sitk.GetArrayFromImage(f_img) - _OFFSET) * m
     return f, m
+
+
+def _resampler(
+    grid: sitk.Image, transform: sitk.Transform, interpolator: int, outside: float
+) -> sitk.ResampleImageFilter:
+    """A one-thread resampler onto ``grid``: these images are small (tens of thousands of
+    voxels), and on a busy machine handing them to a thread pool costs more than the work."""
+    resampler = sitk.ResampleImageFilter()
+    resampler.SetReferenceImage(grid)
+    resampler.SetTransform(transform)
+    resampler.SetInterpolator(interpolator)
+    resampler.SetDefaultPixelValue(outside)
+    resampler.SetOutputPixelType(sitk.sitkFloat32)
+    resampler.SetNumberOfThreads(1)
+    return resampler
 
 
 class _Correlator:

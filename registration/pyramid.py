@@ -16,6 +16,7 @@ and an order of magnitude faster than Gaussian smoothing on a 512² MVCT.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -57,6 +58,24 @@ class Level:
 class DailyLevel:
     image: sitk.Image
     mask: sitk.Image  # sitkUInt8, same grid
+
+    @functools.cached_property
+    def centroid_lps_mm(self) -> npt.NDArray[np.float64]:
+        """:func:`mask_centroid` of the mask, found once."""
+        centroid = mask_centroid(self.mask)
+        centroid.setflags(write=False)
+        return centroid
+
+
+def mask_centroid(mask: sitk.Image) -> npt.NDArray[np.float64]:
+    """Centre (LPS mm) of the mask's voxels; of the image when the mask is empty."""
+    idx = np.argwhere(sitk.GetArrayViewFromImage(mask) > 0)
+    if idx.size == 0:
+        centre_idx = (np.array(mask.GetSize(), dtype=np.float64) - 1) / 2
+    else:
+        centre_idx = idx.mean(axis=0)[::-1]
+    point = mask.TransformContinuousIndexToPhysicalPoint([float(v) for v in centre_idx])
+    return np.array(point, dtype=np.float64)
 
 
 def clip(image: sitk.Image, window: tuple[float, float]) -> sitk.Image:
@@ -107,29 +126,24 @@ def daily_levels(
 ) -> tuple[tuple[DailyLevel, ...], list[str]]:
     """The MVCT and its fixed-image mask at every level, coarse to fine, plus warnings.
 
-    A region of interest is not applied here: it is defined in the planning frame and must be
-    mapped by the current estimate (:func:`registration.rigid.register` does it per level with
-    :func:`roi_mask`).
+    Each level is cropped to its mask's bounding box plus :data:`CROP_MARGIN_VOXELS` (the
+    reconstruction circle's corners and the air around the body hold nothing the match reads),
+    so every later step handles fewer voxels. A region of interest is not applied here: it is
+    defined in the planning frame and must be mapped by the current estimate
+    (:func:`registration.rigid.register` does it per level with :func:`roi_mask`).
     """
     warnings: list[str] = []
-    pad2d = padding_mask(daily)
-    # distance (mm) from each in-plane position to the nearest padding pixel, eroding the circle
-    spacing_yx = (daily.GetSpacing()[1], daily.GetSpacing()[0])
-    edge_mm = ndimage.distance_transform_edt(~pad2d, sampling=spacing_yx) if pad2d.any() else None
-    inside2d = ~pad2d if edge_mm is None else edge_mm > FOV_EDGE_MARGIN_MM
-    inside = np.broadcast_to(inside2d, sitk.GetArrayViewFromImage(daily).shape)
-    fov = sitk.GetImageFromArray(inside.astype(np.uint8))
-    fov.CopyInformation(daily)
+    inside2d = _field_of_view(daily)
     clipped = clip(daily, DAILY_WINDOW_HU)
-    images = [shrink_to(clipped, lv.spacing_mm) for lv in levels]
+    images = _shrunk_levels(clipped, levels)
     body = _body_mask(images[0])
     out: list[DailyLevel] = []
     for lv, img in zip(levels, images, strict=True):
-        fov_lv = sitk.Resample(fov, img, sitk.Transform(), sitk.sitkNearestNeighbor, 0)
-        arr = sitk.GetArrayFromImage(img)
-        mask = sitk.GetArrayFromImage(fov_lv).astype(bool)
+        arr = sitk.GetArrayViewFromImage(img)
+        mask = np.empty(arr.shape, dtype=bool)
+        mask[...] = _level_plane(inside2d, daily, img)
         body_lv = sitk.Resample(body, img, sitk.Transform(), sitk.sitkNearestNeighbor, 0)
-        tissue = sitk.GetArrayFromImage(body_lv).astype(bool)
+        tissue = sitk.GetArrayViewFromImage(body_lv).astype(bool)
         # bone is refined on, not captured with: coarse levels see all the anatomy
         level_mode = Mode.TISSUE if mode is Mode.BONE and lv.spacing_mm > BONE_FROM_MM else mode
         anatomy = _anatomy_mask(arr, img, level_mode, tissue)
@@ -143,10 +157,87 @@ def daily_levels(
             anatomy = tissue
         mask &= anatomy
         mask &= _inside_mask(img, planning)
-        m = sitk.GetImageFromArray(mask.astype(np.uint8))
-        m.CopyInformation(img)
-        out.append(DailyLevel(img, m))
+        out.append(_cropped(img, mask))
     return tuple(out), warnings
+
+
+#: Voxels kept around the mask's bounding box when a level is cropped (elastix samples the
+#: fixed image at random continuous positions in the mask and interpolates linearly).
+CROP_MARGIN_VOXELS = 2
+
+
+def _cropped(img: sitk.Image, mask: npt.NDArray[np.bool_]) -> DailyLevel:
+    """``img`` and ``mask`` cut to the mask's bounding box plus the margin (whole if empty)."""
+    sel = np.argwhere(mask)
+    if sel.size:
+        lo = np.maximum(sel.min(axis=0) - CROP_MARGIN_VOXELS, 0)
+        hi = np.minimum(sel.max(axis=0) + CROP_MARGIN_VOXELS + 1, mask.shape)
+    else:
+        lo, hi = np.zeros(3, dtype=int), np.array(mask.shape)
+    box = tuple(slice(int(a), int(b)) for a, b in zip(lo, hi, strict=True))
+    image = img[box[2], box[1], box[0]]  # SimpleITK slices x, y, z; it keeps the geometry
+    m = sitk.GetImageFromArray(np.ascontiguousarray(mask[box], dtype=np.uint8))
+    m.CopyInformation(image)
+    return DailyLevel(image, m)
+
+
+def _shrunk_levels(clipped: sitk.Image, levels: tuple[Level, ...]) -> list[sitk.Image]:
+    """:func:`shrink_to` for every level, each from the finest level already made whose block
+    factors divide its own (block means of equal nested blocks are the block mean: the same
+    values as shrinking the full image, at a fraction of the work)."""
+    native = clipped.GetSpacing()
+    made: dict[tuple[int, ...], sitk.Image] = {(1, 1, 1): clipped}
+    out: dict[int, sitk.Image] = {}
+    for k in sorted(range(len(levels)), key=lambda i: levels[i].spacing_mm):
+        target = (levels[k].spacing_mm,) * 3
+        factors = tuple(
+            min(max(1, round(t / s)), n)
+            for t, s, n in zip(target, native, clipped.GetSize(), strict=True)
+        )
+        base = max(
+            (f for f in made if all(a % b == 0 for a, b in zip(factors, f, strict=True))),
+            key=lambda f: int(np.prod(f)),
+        )
+        step = [a // b for a, b in zip(factors, base, strict=True)]
+        image = made[base] if step == [1, 1, 1] else sitk.BinShrink(made[base], step)
+        made[factors] = out[k] = image
+    return [out[k] for k in range(len(levels))]
+
+
+def _field_of_view(daily: sitk.Image) -> npt.NDArray[np.bool_]:
+    """2-D (y, x): inside the reconstruction circle and more than FOV_EDGE_MARGIN_MM from its
+    edge (all true when the MVCT has no padding)."""
+    pad2d = padding_mask(daily)
+    if not pad2d.any():
+        return ~pad2d
+    spacing_yx = (daily.GetSpacing()[1], daily.GetSpacing()[0])
+    return _edge_distance_mm(pad2d.tobytes(), pad2d.shape, spacing_yx) > FOV_EDGE_MARGIN_MM
+
+
+@functools.lru_cache(maxsize=4)
+def _edge_distance_mm(
+    pad_bytes: bytes, shape: tuple[int, ...], spacing_yx: tuple[float, float]
+) -> npt.NDArray[np.float64]:
+    """Distance (mm) from each in-plane position to the nearest padding pixel. Every MVCT of a
+    machine has the same circle, so the answer is kept for the last few circles seen."""
+    pad2d = np.frombuffer(pad_bytes, dtype=bool).reshape(shape)
+    distance: npt.NDArray[np.float64] = ndimage.distance_transform_edt(~pad2d, sampling=spacing_yx)
+    distance.setflags(write=False)
+    return distance
+
+
+def _level_plane(
+    plane: npt.NDArray[np.bool_], full: sitk.Image, level: sitk.Image
+) -> npt.NDArray[np.bool_]:
+    """A full-resolution (y, x) plane on a block-averaged level's in-plane grid: the full-
+    resolution pixel nearest each level voxel's centre (what nearest-neighbour resampling picks),
+    found from the block factors alone; every slice of an axial series shares it."""
+    picks = []
+    for axis, n in ((1, plane.shape[0]), (0, plane.shape[1])):  # image axes y, then x
+        factor = round(level.GetSpacing()[axis] / full.GetSpacing()[axis])
+        centres = factor * np.arange(level.GetSize()[axis]) + (factor - 1) / 2
+        picks.append(np.minimum(np.floor(centres + 0.5).astype(int), n - 1))
+    return plane[np.ix_(picks[0], picks[1])]
 
 
 def physical_points(image: sitk.Image) -> npt.NDArray[np.float64]:
@@ -191,12 +282,18 @@ def _inside_mask(
     origin = to_planning.apply_array(np.array([image.GetOrigin()]))[0]
     b = (pd.T @ (origin - np.array(planning.GetOrigin()))) / ps
     nx, ny, nz = image.GetSize()
-    i = np.arange(nx)[None, None, :]
-    j = np.arange(ny)[None, :, None]
-    k = np.arange(nz)[:, None, None]
+    ramps = (
+        np.arange(nx)[None, None, :],
+        np.arange(ny)[None, :, None],
+        np.arange(nz)[:, None, None],
+    )
     inside = np.ones((nz, ny, nx), dtype=bool)
     for axis, n in enumerate(planning.GetSize()):
-        c = a[axis, 0] * i + a[axis, 1] * j + a[axis, 2] * k + b[axis]
+        terms = [(a[axis, m], ramp) for m, ramp in enumerate(ramps) if a[axis, m] != 0.0]
+        if len(terms) == 1:  # grids aligned on this axis: a 1-D test, broadcast (the usual case)
+            c = terms[0][0] * terms[0][1] + b[axis]
+        else:
+            c = sum((w * ramp for w, ramp in terms), np.full((1, 1, 1), b[axis]))
         inside &= (c >= -0.5) & (c <= n - 0.5)
     return inside
 

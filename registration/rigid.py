@@ -15,18 +15,20 @@ Method (parameters in ``registration/params/rigid_mvct_v1.txt``, levels in :data
 3. Global initialisation (:mod:`registration.global_search`): an exhaustive rotation ×
    translation search on the 10 mm level (±60 mm, rotations 0/±7° about each axis) gives the
    start, so the capture range is ±40 mm and ±10° per axis.
-4. Coarse to fine, one elastix run per level; each level starts from the previous
-   answer by moving the MVCT level image's geometry (origin, direction) by the estimate, so
-   elastix always solves a small residual about the centre of the masked anatomy. A region given
-   in the planning frame (``options.roi``, ``options.planning_region``) is intersected with the
-   fixed-image mask at every level *in the moved geometry*, i.e. mapped into the MVCT by the
-   current estimate: it follows the anatomy, not the MVCT's grid.
+4. Coarse to fine, one elastix run per level (:mod:`registration.refine`), each from the
+   previous level's answer; a region of interest follows the anatomy, not the MVCT's grid.
 5. Doubt (:mod:`registration.trust`): the best *distinct* start of the global search is refined
    too; when it reaches a different optimum whose mutual information is as good (within
    :data:`RIVAL_TOLERANCE_NATS`), the result is not trusted (e.g. one vertebra off); when it is
-   clearly better, it becomes the answer. An independent second estimate (normalised MI, other
-   seed and rotation centre) starts from the answer perturbed by :data:`PERTURBATION_MM` and
-   :data:`PERTURBATION_DEG`; a convergence probe tests translations and rotations.
+   clearly better, it becomes the answer. Its refinement stops as soon as it comes within
+   :data:`RIVAL_DISTINCT_MM` of the answer: it has then joined the answer's optimum (it is the
+   same basin, not a rival). An independent second estimate (normalised MI, other seed and
+   rotation centre) starts from the answer perturbed by :data:`PERTURBATION_MM` and
+   :data:`PERTURBATION_DEG`; it stops once it agrees within :data:`SECOND_OPINION_AGREES_MM`
+   after at least :data:`SECOND_OPINION_MIN_LEVELS` levels, and otherwise runs every level for
+   the trust rule to judge. A convergence probe tests translations and rotations.
+
+Where the time goes and what it buys is measured by ``bench/bench_registration.py``.
 """
 
 from __future__ import annotations
@@ -43,26 +45,26 @@ import SimpleITK as sitk
 from registration import __version__
 from registration.compatibility import SeriesExtent, check_compatible
 from registration.couch import couch_correction_6dof, couch_correction_for_dof
-from registration.elastix_run import PARAMETER_FILE, run_level, to_itk, warm_up
+from registration.elastix_run import PARAMETER_FILE, to_itk, warm_up
 from registration.errors import InputError, RegistrationFailedError
 from registration.frames import FloatArray, rot_x, rot_y, rot_z
 from registration.geometry import LpsPoint, RigidTransformLps
 from registration.global_search import Candidate, SearchPlanning, prepare_search, search
-from registration.probe import MiProbe
 from registration.pyramid import (
     DailyLevel,
     Level,
     daily_levels,
     fraction_inside,
     planning_levels,
-    region_mask,
 )
+from registration.refine import probe_at, refine
 from registration.result import (
     RegistrationOptions,
     RegistrationQuality,
     RegistrationResult,
 )
 from registration.trust import (
+    SECOND_OPINION_TOLERANCE_MM,
     SearchFindings,
     max_difference_mm,
     untrusted_reasons,
@@ -70,10 +72,13 @@ from registration.trust import (
 from registration.volume import CtVolume
 
 LEVELS: tuple[Level, ...] = (
-    Level(spacing_mm=10.0, iterations=80, samples=1000),
-    Level(spacing_mm=6.0, iterations=100, samples=1500),
-    Level(spacing_mm=3.0, iterations=100, samples=1500),
-    Level(spacing_mm=1.5, iterations=200, samples=2000),
+    Level(spacing_mm=10.0, iterations=60, samples=1000),
+    Level(spacing_mm=6.0, iterations=60, samples=1500),
+    Level(spacing_mm=3.0, iterations=80, samples=1500),
+    # few iterations with many samples: the last steps of the stochastic optimiser are what
+    # limits precision, and a larger sample set quiets them for less work than more iterations
+    # (bench/bench_registration.py: same TRE as 200 × 2000 at about 60 % of the time)
+    Level(spacing_mm=1.5, iterations=60, samples=4000),
 )
 #: The first level elastix refines on (the global search runs on level 0). Starting at 6 mm
 #: would save a run, but in bone mode a second estimate started 10 mm / 3° off then failed to
@@ -86,6 +91,11 @@ SECOND_OPINION_LEVELS: tuple[Level, ...] = (
     Level(spacing_mm=6.0, iterations=80, samples=1000),
     Level(spacing_mm=3.0, iterations=80, samples=1000),
 )
+#: The second estimate stops refining once it agrees with the answer within this (half the
+#: trust rule's SECOND_OPINION_TOLERANCE_MM) after at least SECOND_OPINION_MIN_LEVELS levels;
+#: otherwise it runs every level and the rule judges its final disagreement.
+SECOND_OPINION_AGREES_MM = SECOND_OPINION_TOLERANCE_MM / 2
+SECOND_OPINION_MIN_LEVELS = 2
 #: The second estimate starts this far from the answer (translation along (1, −1, 1)/√3, then a
 #: rotation about (1, 1, −1)/√3 through the centre of the masked anatomy).
 PERTURBATION_MM = 10.0
@@ -95,10 +105,13 @@ PERTURBATION_DEG = 3.0
 #: rival when its correlation is within RIVAL_NCC of the best.
 DISTINCT_MM = 12.0
 RIVAL_NCC = 0.1
-#: Two refined optima this far apart whose MI differ by less than RIVAL_TOLERANCE_NATS: ambiguous.
+#: Two refined optima more than RIVAL_DISTINCT_MM apart are ambiguous when their MI differ by
+#: less than RIVAL_TOLERANCE_NATS, or when their starts' correlations differed by less than
+#: SEARCH_TIE_NCC (on the benchmark the best distinct start trails the best by 0.024–0.94 in
+#: ordinary cases and by 0.0014–0.0024 in one-vertebra slips).
 RIVAL_DISTINCT_MM = 5.0
 RIVAL_TOLERANCE_NATS = 0.01
-MIN_MASK_VOXELS = 20
+SEARCH_TIE_NCC = 0.005
 
 
 @dataclass(frozen=True)
@@ -163,9 +176,9 @@ def register(
             "planning CT covers the scanned region and the region of interest"
         )
     seed = options.random_seed
-    center = _mask_centroid(levels[0].mask)
+    center = levels[0].centroid_lps_mm
     candidates = _global_candidates(prepared, levels[0], center)
-    first, iterations = _solve(
+    first, iterations = refine(
         prepared.itk_levels[SOLVE_FROM:],
         levels[SOLVE_FROM:],
         LEVELS[SOLVE_FROM:],
@@ -174,27 +187,32 @@ def register(
         options,
         nmi=False,
     )
-    probe = _probe(levels[-1], fine, first, options, seed)
+    probe = probe_at(levels[-1], fine, first, options, seed)
     metric = probe.mi(first)
 
     findings = SearchFindings(at_search_edge=candidates[0].at_search_edge)
     rival_start = _rival(candidates, center)
     if rival_start is not None:
         n = SOLVE_FROM + len(SECOND_OPINION_LEVELS)
-        rival, _ = _solve(
+        answer = first
+        rival, _ = refine(
             prepared.itk_levels[SOLVE_FROM:n],
             levels[SOLVE_FROM:n],
             SECOND_OPINION_LEVELS,
             seed,
-            rival_start,
+            rival_start.daily_to_planning,
             options,
             nmi=False,
+            # once within RIVAL_DISTINCT_MM of the answer it has joined the answer's optimum
+            done=lambda e, _: max_difference_mm(answer, e, isocenter) <= RIVAL_DISTINCT_MM,
         )
-        apart_mm = max_difference_mm(first, rival, isocenter)
-        rival_metric = probe.mi(rival)
-        if apart_mm > RIVAL_DISTINCT_MM and rival_metric > metric + RIVAL_TOLERANCE_NATS:
+        other, other_metric = rival, probe.mi(rival)
+        if max_difference_mm(first, rival, isocenter) > RIVAL_DISTINCT_MM and (
+            other_metric > metric + RIVAL_TOLERANCE_NATS
+        ):
             # the rival start leads to a clearly better match: it becomes the answer
-            first, iterations = _solve(
+            other, other_metric = first, metric
+            first, iterations = refine(
                 prepared.itk_levels[SOLVE_FROM:],
                 levels[SOLVE_FROM:],
                 LEVELS[SOLVE_FROM:],
@@ -203,10 +221,12 @@ def register(
                 options,
                 nmi=False,
             )
-            probe = _probe(levels[-1], fine, first, options, seed)
-            metric, rival_metric = probe.mi(first), metric
-            apart_mm = max_difference_mm(first, rival, isocenter)
-        if apart_mm > RIVAL_DISTINCT_MM and rival_metric >= metric - RIVAL_TOLERANCE_NATS:
+            probe = probe_at(levels[-1], fine, first, options, seed)
+            metric = probe.mi(first)
+        apart_mm = max_difference_mm(first, other, isocenter)
+        # two distinct optima: as good as each other, or the search could not tell them apart
+        tied = candidates[0].ncc - rival_start.ncc < SEARCH_TIE_NCC
+        if apart_mm > RIVAL_DISTINCT_MM and (other_metric >= metric - RIVAL_TOLERANCE_NATS or tied):
             findings = SearchFindings(findings.at_search_edge, apart_mm)
     converged = bool(np.isfinite(metric)) and probe.is_local_maximum(first)
     planning_to_daily = first.inverse()
@@ -215,7 +235,8 @@ def register(
     disagreement_mm: float | None = None
     if options.second_opinion:
         n = SOLVE_FROM + len(SECOND_OPINION_LEVELS)
-        second, _ = _solve(
+        answer = first
+        second, _ = refine(
             prepared.itk_levels[SOLVE_FROM:n],
             levels[SOLVE_FROM:n],
             SECOND_OPINION_LEVELS,
@@ -223,6 +244,10 @@ def register(
             _perturbed(first, probe.center),
             options,
             nmi=True,
+            done=lambda e, k: (
+                k + 1 >= SECOND_OPINION_MIN_LEVELS
+                and max_difference_mm(answer, e, isocenter) <= SECOND_OPINION_AGREES_MM
+            ),
         )
         disagreement_mm = max_difference_mm(first, second, isocenter)
 
@@ -266,7 +291,7 @@ def _global_candidates(
     return found
 
 
-def _rival(candidates: tuple[Candidate, ...], center: FloatArray) -> RigidTransformLps | None:
+def _rival(candidates: tuple[Candidate, ...], center: FloatArray) -> Candidate | None:
     """The best start distinct from the best one whose correlation is close to the best's.
 
     Distinct: it sends the centre of the MVCT anatomy more than DISTINCT_MM away from where the
@@ -279,7 +304,7 @@ def _rival(candidates: tuple[Candidate, ...], center: FloatArray) -> RigidTransf
             return None
         moved = found.daily_to_planning.apply_array(center[None])[0]
         if np.linalg.norm(moved - target) > DISTINCT_MM:
-            return found.daily_to_planning
+            return found
     return None
 
 
@@ -290,73 +315,6 @@ def _perturbed(estimate: RigidTransformLps, center: FloatArray) -> RigidTransfor
     r = rot_z(-a) @ rot_y(a) @ rot_x(a)
     step = RigidTransformLps.from_rotation_translation(r, center - r @ center + t)
     return step.then(estimate)
-
-
-def _solve(
-    planning: tuple[Any, ...],
-    daily: tuple[DailyLevel, ...],
-    schedule: tuple[Level, ...],
-    seed: int,
-    start: RigidTransformLps,
-    options: RegistrationOptions,
-    *,
-    nmi: bool,
-) -> tuple[RigidTransformLps, int]:
-    """Coarse-to-fine elastix runs from ``start``; returns daily→planning and the iterations."""
-    estimate = start
-    total_iterations = 0
-    overrides: dict[str, tuple[str, ...]] | None = (
-        {"Metric": ("NormalizedMutualInformation",)} if nmi else None
-    )
-    for k, (moving, fixed_level) in enumerate(zip(planning, daily, strict=True)):
-        level = schedule[k]
-        fixed = _moved_geometry(fixed_level.image, estimate)
-        mask = _region_masked(_moved_geometry(fixed_level.mask, estimate), options)
-        center = _mask_centroid(mask)
-        if nmi:
-            center = center + np.array([10.0, -10.0, 10.0])
-        outcome = run_level(
-            to_itk(fixed),
-            moving,
-            to_itk(mask, np.uint8),
-            center_lps_mm=center,
-            iterations=level.iterations,
-            samples=level.samples,
-            random_seed=seed + k,
-            overrides=overrides,
-        )
-        estimate = estimate.then(outcome.daily_to_planning)
-        total_iterations += outcome.iterations
-    return estimate, total_iterations
-
-
-def _probe(
-    level: DailyLevel,
-    planning: sitk.Image,
-    estimate: RigidTransformLps,
-    options: RegistrationOptions,
-    seed: int,
-) -> MiProbe:
-    """The MI probe on the finest level, its mask limited to the region mapped by ``estimate``."""
-    moved = _region_masked(_moved_geometry(level.mask, estimate), options)
-    mask = sitk.GetImageFromArray(sitk.GetArrayViewFromImage(moved))
-    mask.CopyInformation(level.mask)  # the same voxels back on the MVCT's own grid
-    return MiProbe(level.image, mask, planning, seed)
-
-
-def _region_masked(moved_mask: sitk.Image, options: RegistrationOptions) -> sitk.Image:
-    if options.roi is None and options.planning_region is None:
-        return moved_mask
-    keep = region_mask(moved_mask, options.roi, options.planning_region)
-    if np.count_nonzero(keep) < MIN_MASK_VOXELS:
-        raise InputError(
-            "the region of interest holds almost no MVCT anatomy at the current estimate "
-            f"({np.count_nonzero(keep)} voxels at {moved_mask.GetSpacing()[0]:.1f} mm): check that "
-            "the region lies inside the scanned length"
-        )
-    out = sitk.GetImageFromArray(keep.astype(np.uint8))
-    out.CopyInformation(moved_mask)
-    return out
 
 
 def _check_region(options: RegistrationOptions, planning: sitk.Image) -> None:
@@ -370,30 +328,6 @@ def _check_region(options: RegistrationOptions, planning: sitk.Image) -> None:
         )
     if not np.any(sitk.GetArrayViewFromImage(region)):
         raise InputError("planning_region is empty: give a mask with at least one voxel set")
-
-
-def _moved_geometry(image: sitk.Image, transform: RigidTransformLps) -> sitk.Image:
-    """The same pixels with every voxel centre moved by ``transform`` (origin and direction)."""
-    out = sitk.Image(image)
-    r = transform.rotation
-    direction = r @ np.array(image.GetDirection()).reshape(3, 3)
-    out.SetOrigin(
-        tuple(float(v) for v in r @ np.array(image.GetOrigin()) + transform.translation_mm)
-    )
-    out.SetDirection(tuple(float(v) for v in direction.ravel()))
-    return out
-
-
-def _mask_centroid(mask: sitk.Image) -> FloatArray:
-    arr = sitk.GetArrayViewFromImage(mask)
-    idx = np.argwhere(arr > 0)
-    if idx.size == 0:
-        size = np.array(mask.GetSize(), dtype=np.float64)
-        centre_idx = (size - 1) / 2
-    else:
-        centre_idx = idx.mean(axis=0)[::-1]
-    point = mask.TransformContinuousIndexToPhysicalPoint([float(v) for v in centre_idx])
-    return np.array(point, dtype=np.float64)
 
 
 def _volume_center(image: sitk.Image) -> LpsPoint:

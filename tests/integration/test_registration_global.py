@@ -8,11 +8,13 @@ planning point to where the anatomy is in the MVCT.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 import SimpleITK as sitk
 
+from registration import refine, rigid
 from registration.dicom_series import read_ct_series
 from registration.frames import rot_x, rot_y, rot_z
 from registration.geometry import LpsPoint, RigidTransformLps
@@ -30,6 +32,20 @@ pytestmark = [
     pytest.mark.skipif(not THORAX.is_dir(), reason=f"real CT data not found at {DATA}"),
 ]
 ISO = LpsPoint(0.0, 40.0, -40.0)  # inside the thorax (mediastinum)
+
+
+@pytest.fixture
+def elastix_runs(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The metric of every elastix run a registration makes, in order ("MI" or "NMI")."""
+    runs: list[str] = []
+    real = refine.run_level
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        runs.append("NMI" if kwargs.get("overrides") else "MI")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(refine, "run_level", counted)
+    return runs
 
 
 @pytest.fixture(scope="module")
@@ -90,7 +106,7 @@ def _periodic(thorax: CtVolume, period_slices: int, repeats: int) -> CtVolume:
 
 
 def test_a_periodic_anatomy_in_a_short_scan_is_not_trusted_as_two_distinct_optima(
-    thorax: CtVolume,
+    thorax: CtVolume, elastix_runs: list[str]
 ) -> None:
     planning = _periodic(thorax, period_slices=14, repeats=10)  # 28 mm, like a vertebra
     size = planning.image.GetSize()
@@ -103,6 +119,26 @@ def test_a_periodic_anatomy_in_a_short_scan_is_not_trusted_as_two_distinct_optim
     result = register(planning, daily, RegistrationOptions(isocenter=center))
     assert not result.trusted
     assert any("two distinct optima" in w for w in result.warnings), result.warnings
+    # the rival never came near the answer, so it was refined through every level
+    answer, rival = len(rigid.LEVELS), len(rigid.SECOND_OPINION_LEVELS)
+    assert elastix_runs[: answer + rival] == ["MI"] * (answer + rival)
+
+
+def test_the_doubt_stops_refining_once_it_has_joined_the_answer(
+    thorax: CtVolume, elastix_runs: list[str]
+) -> None:
+    truth = rigid_about(ISO, rot_z(2.0) @ rot_x(-1.5), np.array([6.0, -4.0, 8.0]))
+    result = register(thorax, _daily(thorax, truth), RegistrationOptions(isocenter=ISO))
+    assert result.trusted, result.warnings
+    assert _tre_mm(result.planning_to_daily_lps, truth, ISO) < 0.5
+    second = elastix_runs.count("NMI")
+    assert rigid.SECOND_OPINION_MIN_LEVELS <= second <= len(rigid.SECOND_OPINION_LEVELS)
+    disagreement = result.quality.second_estimate_disagreement_mm
+    assert disagreement is not None
+    if second < len(rigid.SECOND_OPINION_LEVELS):  # stopped early: only because it agreed
+        assert disagreement <= rigid.SECOND_OPINION_AGREES_MM
+    # every MI run past the answer's own levels is the rival's, and it stopped as it joined
+    assert elastix_runs.count("MI") < len(rigid.LEVELS) + len(rigid.SECOND_OPINION_LEVELS)
 
 
 def test_a_planning_frame_region_drives_the_match_under_a_large_set_up_error(

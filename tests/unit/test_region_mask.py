@@ -12,8 +12,8 @@ import SimpleITK as sitk
 
 from registration.geometry import LpsPoint, RigidTransformLps
 from registration.pyramid import physical_points, region_mask
+from registration.refine import moved_geometry
 from registration.result import SphereRoi
-from registration.rigid import _moved_geometry
 
 SETUP_ERROR_MM = np.array([0.0, 0.0, 40.0])  # the anatomy moved 40 mm towards the head
 
@@ -32,7 +32,7 @@ def _daily_to_planning() -> RigidTransformLps:
 
 def test_a_planning_frame_sphere_selects_the_mvct_voxels_mapped_into_it() -> None:
     daily = _daily_mask()
-    moved = _moved_geometry(daily, _daily_to_planning())
+    moved = moved_geometry(daily, _daily_to_planning())
     roi = SphereRoi(LpsPoint(0.0, 0.0, -20.0), 15.0)
 
     keep = region_mask(moved, roi, None)
@@ -47,7 +47,7 @@ def test_a_planning_frame_sphere_selects_the_mvct_voxels_mapped_into_it() -> Non
 
 def test_a_planning_grid_mask_selects_the_same_voxels_as_the_equivalent_sphere() -> None:
     daily = _daily_mask()
-    moved = _moved_geometry(daily, _daily_to_planning())
+    moved = moved_geometry(daily, _daily_to_planning())
     planning = sitk.Image([100, 100, 100], sitk.sitkUInt8)
     planning.SetSpacing((2.0, 2.0, 2.0))
     planning.SetOrigin((-100.0, -100.0, -100.0))
