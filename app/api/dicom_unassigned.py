@@ -10,7 +10,7 @@ from datetime import datetime
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Path, Request
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field
 
 from app.api.deps import ContextDep, Principal, SessionDep, require
 from app.api.fractions import NO_CONTROL_CHARS
@@ -32,11 +32,13 @@ class HeldSeriesOut(BaseModel):
     study_instance_uid: str
     patient_id: str
     series_description: str
+    modality: str = Field(description="CT (the image series the receivers accept)")
     source: str = Field(description="c-store or stow-rs")
     sender: str = Field(description="calling AE title, or the API key's name")
     n_instances: int
     extent_mm: float = Field(description="z extent of the slice positions received")
     reason: str = Field(description="why the series is held")
+    received_at: datetime = Field(description="when its last instance arrived")
     held_since: datetime
     patient_course_ids: list[int] = Field(description="the patient's courses, oldest first")
 
@@ -52,21 +54,17 @@ class AssignIn(BaseModel):
         alias="as", description="planning: a new course's planning CT; mvct: a fraction"
     )
     course_id: int | None = Field(
-        default=None, ge=1, le=MAX_ID, description="the course of the MVCT (as=mvct only)"
+        default=None, ge=1, le=MAX_ID, description="the course of the MVCT (as=mvct, and only then)"
     )
-    reason: str = Field(default="", max_length=1000, pattern=NO_CONTROL_CHARS)
-
-    @model_validator(mode="after")
-    def _course_for_an_mvct(self) -> AssignIn:
-        if (self.as_ == "mvct") != (self.course_id is not None):
-            raise ValueError("course_id is needed with as=mvct, and only then")
-        return self
+    reason: str = Field(default="", max_length=unassigned.MAX_NOTE_CHARS, pattern=NO_CONTROL_CHARS)
 
 
 class DiscardIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    reason: str = Field(min_length=1, max_length=1000, pattern=NO_CONTROL_CHARS)
+    reason: str = Field(
+        min_length=1, max_length=unassigned.MAX_NOTE_CHARS, pattern=NO_CONTROL_CHARS
+    )
 
 
 class DecisionOut(BaseModel):
@@ -91,19 +89,12 @@ def list_unassigned(session: SessionDep, _: Physicist) -> HeldSeriesList:
 
 @router.post("/unassigned/{series_id}/assign", response_model=DecisionOut)
 def assign_series(
-    series_id: SeriesId, body: AssignIn, request: Request, ctx: ContextDep, principal: Physicist
+    series_id: SeriesId, body: AssignIn, request: Request, principal: Physicist
 ) -> DecisionOut:
-    dicom: DicomService = request.app.state.dicom
-    if body.as_ == "planning":
-        decision = unassigned.assign_planning(
-            ctx, dicom.inbox, series_id, principal.actor, body.reason
-        )
-    else:
-        assert body.course_id is not None
-        decision = unassigned.assign_mvct(
-            ctx, dicom.inbox, series_id, body.course_id, principal.actor, body.reason
-        )
-    dicom.grouper.wake()  # MVCTs waiting for a course may go now
+    """as=planning: the planning CT of a new course of its patient; as=mvct with course_id: a
+    fraction of that course. Each series is decided once (409 after)."""
+    dicom: DicomService = request.app.state.dicom  # checks course_id, as the page's route does
+    decision = dicom.assign_held(series_id, body.as_, body.course_id, principal.actor, body.reason)
     return DecisionOut(**vars(decision))
 
 

@@ -23,8 +23,8 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -35,7 +35,7 @@ from app.db.models import Course, ImageSeries, utcnow
 from app.db.models_dicom import DicomSeries
 from app.dicom import DicomError
 from app.errors import ConflictError
-from app.services.courses import CourseRequest, create_course
+from app.services.courses import CourseRequest, CourseSettings, create_course
 from app.services.fractions import FractionRequest, receive_fraction
 from app.services.ingest import UploadedFiles, files_in_place
 from app.services.verification import fraction_to_verify, receive_verification
@@ -52,22 +52,17 @@ def planning_course(
     """The id of the course whose planning CT ``series`` is (made if needed)."""
     with ctx.sessions() as session:
         same = course_of_planning(session, series.patient_id, series.series_instance_uid)
-        previous = latest_course(session, series.patient_id)
+        new = new_course_settings(session, series.patient_id, ctx.settings.default_ptv_margin_mm)
     if same is not None:
         return same.id
-    inherited: dict[str, Any] = {}
-    if previous is not None:
-        inherited = {
-            "ptv_margin_mm": previous.ptv_margin_mm,
-            "dof": Dof(previous.dof),
-            "mode": Mode(previous.mode),
-            "site": previous.site,
-        }
     request = CourseRequest(
         patient_id=series.patient_id,
         planning=inbox_files(files, "planning CT"),
         planning_series_uid=series.series_instance_uid,
-        **inherited,
+        ptv_margin_mm=new.settings.ptv_margin_mm,
+        dof=new.settings.dof,
+        mode=new.settings.mode,
+        site=new.settings.site,
     )
     try:
         return create_course(ctx, request, actor).course_id
@@ -77,6 +72,26 @@ def planning_course(
         if course is None:
             raise
         return course.id
+
+
+@dataclass(frozen=True)
+class NewCourseSettings:
+    settings: CourseSettings
+    from_course_id: int | None  #: the course they are taken from; None: a first course
+
+
+def new_course_settings(
+    session: Session, patient_id: str, default_ptv_margin_mm: float
+) -> NewCourseSettings:
+    """What a planning CT received by DICOM gives its new course: the PTV margin, DOF, mode and
+    site of the patient's latest course, else a first course's defaults."""
+    previous = latest_course(session, patient_id)
+    if previous is None:
+        return NewCourseSettings(CourseSettings(default_ptv_margin_mm), None)
+    settings = CourseSettings(
+        previous.ptv_margin_mm, Dof(previous.dof), Mode(previous.mode), previous.site
+    )
+    return NewCourseSettings(settings, previous.id)
 
 
 def mvct_fraction(

@@ -12,6 +12,7 @@ from sqlalchemy import select
 
 from app.context import ServiceContext
 from app.db.models_dicom import DicomInstance
+from app.dicom import unassigned
 from app.dicom.grouping import InFlight, SeriesGrouper
 from app.dicom.inbox import Inbox
 from app.dicom.quota import InboxQuota, backlog_bytes, watched_paths
@@ -65,6 +66,15 @@ class DicomService:
         if self.destination is not None:
             self.reg_sender = RegSender(self.ctx, self.destination)
             self.reg_sender.start()
+
+    def assign_held(
+        self, series_id: int, as_: str, course_id: int | None, actor: str, note: str
+    ) -> unassigned.Decision:
+        """A held series assigned (:func:`app.dicom.unassigned.assign`): the API's and the page's
+        one way; MVCTs that waited for a course may go now."""
+        decision = unassigned.assign(self.ctx, self.inbox, series_id, as_, course_id, actor, note)
+        self.grouper.wake()
+        return decision
 
     def stop(self) -> None:
         if self.scp is not None:

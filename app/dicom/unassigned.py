@@ -7,7 +7,12 @@ become the reference of the next MVCT by itself. The physicist then
 
 * assigns it as the planning CT of a new course of its patient (:func:`assign_planning`),
 * assigns it as an MVCT of one of the patient's courses (:func:`assign_mvct`), or
-* discards it (:func:`discard`; the files stay in the inbox, the series is not used).
+* discards it (:func:`discard`, with a reason; the files stay in the inbox, the series is not
+  used).
+
+The JSON API (:mod:`app.api.dicom_unassigned`) and the physicists' page (``/dicom/held``,
+:mod:`app.web.routes_held`) both decide through :func:`assign` and :func:`discard`, which check
+the decision's inputs (:class:`UnprocessableError` in words that name the value).
 
 Each decision is taken once: the held row is closed with compare-and-set, so two people deciding
 at the same moment get one success and one 409 naming the first decision. Assigning runs the
@@ -35,10 +40,16 @@ from app.db.models_dicom import (
 )
 from app.dicom import DicomError
 from app.dicom import series_ingest as ingest
+from app.dicom.acceptance import MODALITY_OF
 from app.dicom.inbox import Inbox
 from app.errors import ConflictError, NotFoundError, UnprocessableError
 
 log = logging.getLogger(__name__)
+
+#: the longest note (why the series is what it is assigned as, or why it is discarded)
+MAX_NOTE_CHARS = 1000
+#: the decisions of :func:`assign`
+ASSIGN_AS = ("planning", "mvct")
 
 
 def hold(session: Session, series: DicomSeries, reason: str, actor: str) -> None:
@@ -74,13 +85,21 @@ class HeldSeries:
     study_instance_uid: str
     patient_id: str
     series_description: str
+    modality: str  #: of the instances' SOP class (CT: the grouper holds only image series)
     source: str
     sender: str
     n_instances: int
     extent_mm: float
     reason: str
+    received_at: datetime  #: when its last instance arrived
     held_since: datetime
     patient_course_ids: tuple[int, ...]
+
+
+def count_held(session: Session) -> int:
+    """How many series wait for a decision (one indexed count: cheap enough for every page)."""
+    waiting = select(func.count()).where(DicomUnassigned.resolution.is_(None))
+    return int(session.scalar(waiting) or 0)
 
 
 def list_held(session: Session) -> list[HeldSeries]:
@@ -93,9 +112,12 @@ def list_held(session: Session) -> list[HeldSeries]:
     ).all()
     held = []
     for row, series in rows:
-        low, high = session.execute(
+        low, high, sop_class, received_at = session.execute(
             select(
-                func.min(DicomInstance.position_z_mm), func.max(DicomInstance.position_z_mm)
+                func.min(DicomInstance.position_z_mm),
+                func.max(DicomInstance.position_z_mm),
+                func.min(DicomInstance.sop_class_uid),
+                func.max(DicomInstance.received_at),
             ).where(DicomInstance.series_id == series.id)
         ).one()
         held.append(
@@ -105,11 +127,13 @@ def list_held(session: Session) -> list[HeldSeries]:
                 study_instance_uid=series.study_instance_uid,
                 patient_id=series.patient_id,
                 series_description=series.series_description,
+                modality=MODALITY_OF.get(sop_class or "", "unknown"),
                 source=series.source,
                 sender=series.sender,
                 n_instances=series.n_instances,
                 extent_mm=0.0 if low is None or high is None else float(high - low),
                 reason=row.reason,
+                received_at=received_at or series.created_at,
                 held_since=row.created_at,
                 patient_course_ids=tuple(c.id for c in repo.courses(session, series.patient_id)),
             )
@@ -118,11 +142,88 @@ def list_held(session: Session) -> list[HeldSeries]:
 
 
 @dataclass(frozen=True)
+class DecidedSeries:
+    """A held series once decided: what, by whom, when, why."""
+
+    series_id: int
+    patient_id: str
+    series_description: str
+    resolution: str  #: "planning", "mvct" or "discarded"
+    resolved_by: str
+    resolved_at: datetime
+    note: str
+    course_id: int | None
+    fraction_id: int | None
+
+
+def recent_decisions(session: Session, limit: int = 10) -> list[DecidedSeries]:
+    """The ``limit`` latest decisions, newest first."""
+    rows = session.execute(
+        select(DicomUnassigned, DicomSeries)
+        .join(DicomSeries, DicomSeries.id == DicomUnassigned.series_id)
+        .where(DicomUnassigned.resolution.is_not(None))
+        .order_by(DicomUnassigned.resolved_at.desc(), DicomUnassigned.id.desc())
+        .limit(limit)
+    ).all()
+    return [
+        DecidedSeries(
+            series_id=series.id,
+            patient_id=series.patient_id,
+            series_description=series.series_description,
+            resolution=row.resolution or "",
+            resolved_by=row.resolved_by or "",
+            resolved_at=row.resolved_at or row.created_at,
+            note=row.note or "",
+            course_id=series.course_id,
+            fraction_id=series.fraction_id,
+        )
+        for row, series in rows
+    ]
+
+
+@dataclass(frozen=True)
 class Decision:
     series_id: int
     resolution: str  #: "planning", "mvct" or "discarded"
     course_id: int | None = None
     fraction_id: int | None = None
+
+
+def assign(
+    ctx: ServiceContext,
+    inbox: Inbox,
+    series_id: int,
+    as_: str,
+    course_id: int | None,
+    actor: str,
+    note: str,
+) -> Decision:
+    """The held series becomes the planning CT of a new course (``as_`` "planning", no
+    ``course_id``) or an MVCT of course ``course_id`` (``as_`` "mvct"); ``note`` is optional."""
+    if as_ not in ASSIGN_AS:
+        raise UnprocessableError(f"assign as {as_!r}? choose planning (a new course) or mvct")
+    if as_ == "mvct" and course_id is None:
+        raise UnprocessableError("choose the course this MVCT belongs to (course_id)")
+    if as_ == "planning" and course_id is not None:
+        raise UnprocessableError(
+            f"a planning CT makes a new course: course_id {course_id} cannot be given with it"
+        )
+    note = _checked_note(note, required=False)
+    if course_id is None:
+        return assign_planning(ctx, inbox, series_id, actor, note)
+    return assign_mvct(ctx, inbox, series_id, course_id, actor, note)
+
+
+def _checked_note(note: str, *, required: bool) -> str:
+    if required and not note.strip():
+        raise UnprocessableError("say why the series is discarded (reason): it is audited")
+    if len(note) > MAX_NOTE_CHARS:
+        raise UnprocessableError(
+            f"the reason has {len(note)} characters: keep it within {MAX_NOTE_CHARS}"
+        )
+    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in note):
+        raise UnprocessableError("the reason contains control characters (line breaks, tabs)")
+    return note
 
 
 def assign_planning(
@@ -157,7 +258,9 @@ def assign_mvct(
 
 
 def discard(ctx: ServiceContext, series_id: int, actor: str, note: str) -> Decision:
-    """The held series is not used (its instances stay in the inbox, counted)."""
+    """The held series is not used (its instances stay in the inbox, counted); ``note``, the
+    reason, is required."""
+    note = _checked_note(note, required=True)
     series = _held(ctx, series_id)
     decision = Decision(series_id, "discarded")
     _close(ctx, series, decision, None, actor, note)

@@ -20,7 +20,15 @@ STATIC_DIR = Path(__file__).with_name("static")
 
 def install(app: FastAPI, settings: Settings) -> None:
     """Add the pages to ``app``; ``settings`` is the service's (the same object everywhere)."""
-    from app.web import deps, routes_auth, routes_qa, routes_reports, routes_review, routes_worklist
+    from app.web import (
+        deps,
+        routes_auth,
+        routes_held,
+        routes_qa,
+        routes_reports,
+        routes_review,
+        routes_worklist,
+    )
     from app.web.volumes import ReviewVolumes
 
     app.state.web_settings = settings
@@ -43,4 +51,5 @@ def install(app: FastAPI, settings: Settings) -> None:
     app.include_router(routes_review.router)
     app.include_router(routes_reports.router)
     app.include_router(routes_qa.router)
+    app.include_router(routes_held.router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")

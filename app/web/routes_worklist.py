@@ -15,6 +15,7 @@ from app.services.daily_qa import unacknowledged_failures
 from app.services.qa_verdict import QaDay
 from app.web import sessions
 from app.web.deps import DataViewer, PageViewer, WebRefusalError, WebSettingsDep, page
+from app.web.routes_held import held_count
 from app.web.worklist import Row, rows_of_day, today
 
 router = APIRouter(include_in_schema=False)
@@ -53,6 +54,7 @@ async def worklist_page(
     _prefetch(request, ctx, rows)
     context = {
         "qa_failures": await run_in_threadpool(_qa_failures, ctx),
+        "held_count": await run_in_threadpool(held_count, ctx, viewer),
         "viewer": viewer.user,
         "csrf_token": sessions.csrf_token(viewer),
         "rows": rows,
@@ -67,12 +69,17 @@ async def worklist_page(
 
 @router.get("/worklist/rows")
 async def worklist_rows(
-    request: Request, ctx: ContextDep, _: DataViewer, day: DayParam = None
+    request: Request, ctx: ContextDep, viewer: DataViewer, day: DayParam = None
 ) -> Response:
-    """The table body alone, for the page's polling (does not extend the session)."""
+    """The table body alone, for the page's polling (does not extend the session); for a
+    physicist, the number of held DICOM series in ``X-Held-Series``."""
     rows = await run_in_threadpool(_rows, ctx, _day(day))
     _prefetch(request, ctx, rows)
-    return page(request, "_worklist_rows.html", {"rows": rows})
+    response = page(request, "_worklist_rows.html", {"rows": rows})
+    held = await run_in_threadpool(held_count, ctx, viewer)
+    if held is not None:
+        response.headers["X-Held-Series"] = str(held)
+    return response
 
 
 def _prefetch(request: Request, ctx: ServiceContext, rows: list[Row]) -> None:

@@ -12,6 +12,7 @@ Instances arrive by STOW-RS (the same inbox and grouper as C-STORE); SQLite and 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -137,6 +138,9 @@ def test_a_longer_diagnostic_ct_of_a_patient_with_a_course_is_held_not_made_a_co
     assert held[0]["patient_id"] == sf.PATIENT_ID
     assert held[0]["series_description"] == "CT THORAX W/O CONTRAST"
     assert held[0]["n_instances"] == 100 and held[0]["sender"] == "archive"
+    assert held[0]["modality"] == "CT"
+    received, since = (datetime.fromisoformat(held[0][k]) for k in ("received_at", "held_since"))
+    assert received <= since
     assert held[0]["patient_course_ids"] == [course_id]
     assert "no rule" in held[0]["reason"]
 
@@ -198,6 +202,7 @@ def test_a_physicist_assigns_or_discards_each_held_series_once_and_every_decisio
             f"/api/v1/dicom/unassigned/{mvct.id}/assign", json={"as": "mvct"}, auth=PHYSICIST
         )
         assert no_course.status_code == 422
+        assert "choose the course this MVCT belongs to" in no_course.json()["detail"]
         assigned = client.post(
             f"/api/v1/dicom/unassigned/{mvct.id}/assign",
             json={"as": "mvct", "course_id": course_id, "reason": "today's MVCT, sent by QA"},

@@ -23,23 +23,11 @@ from app.db.models import AuditEvent
 from app.db.models_dicom import DicomInstance, DicomSeries
 from app.main import create_app
 
-BOUNDARY = "mvct-guide-test-7d3f"
 REFERENCED_SOP_SEQUENCE = "00081199"
 FAILED_SOP_SEQUENCE = "00081198"
 FAILURE_REASON = "00081197"
 WARNING_REASON = "00081196"
 REFERENCED_SOP_INSTANCE_UID = "00081155"
-
-
-def multipart(parts: list[bytes], boundary: str = BOUNDARY) -> tuple[bytes, dict[str, str]]:
-    """A STOW-RS body (one application/dicom part per file) and its Content-Type header."""
-    body = b"".join(
-        b"--" + boundary.encode() + b"\r\nContent-Type: application/dicom\r\n\r\n" + part + b"\r\n"
-        for part in parts
-    )
-    body += b"--" + boundary.encode() + b"--\r\n"
-    content_type = f'multipart/related; type="application/dicom"; boundary={boundary}'
-    return body, {"Content-Type": content_type}
 
 
 def files_of(folder: Path) -> list[bytes]:
@@ -75,7 +63,7 @@ def key(stow: TestClient) -> dict[str, str]:
 
 
 def post(client: TestClient, headers: dict[str, str], parts: list[bytes], path: str = "") -> Any:
-    body, content_type = multipart(parts)
+    body, content_type = sf.stow_multipart(parts)
     return client.post(
         f"/dicomweb/studies{path}", content=body, headers={**headers, **content_type}
     )
@@ -218,7 +206,7 @@ def test_a_body_that_is_not_multipart_related_dicom_is_refused_with_a_reason(
 def test_a_multipart_body_with_no_complete_part_is_refused_with_400(
     stow: TestClient, key: dict[str, str]
 ) -> None:
-    body, content_type = multipart([b"\0" * 132])
+    body, content_type = sf.stow_multipart([b"\0" * 132])
     response = stow.post("/dicomweb/studies", content=body[:-10], headers={**key, **content_type})
     assert response.status_code == 400
     assert "no complete part" in response.json()["detail"]
