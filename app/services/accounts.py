@@ -74,6 +74,16 @@ def authenticate(
     return user
 
 
+def flush_sign_in_audit(ctx: ServiceContext, *, final: bool = False) -> int:
+    """Refused sign-ins of the minutes that are over into the audit trail (``final``, at
+    shutdown: of the open minute too); how many ``sign_in_failed`` rows were written. The service
+    calls it every ``sign_in_audit_flush_s`` (:mod:`app.housekeeping`) and when it stops."""
+    with ctx.writer() as session:
+        written = ratelimit.flush_audit_locked(session, SignInLimits.of(ctx.settings), final=final)
+        session.commit()
+    return written
+
+
 _dummy: list[str] = []
 
 
