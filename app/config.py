@@ -110,6 +110,11 @@ class Settings(BaseSettings):
     dicom_max_dataset_mb: float = Field(default=64.0, gt=0)
     dicom_inbox_quota_mb: float = Field(default=20_480.0, gt=0)
     dicom_min_free_mb: float = Field(default=2_048.0, ge=0)
+    #: received files of a series ingested (it is in the image store) or discarded by a physicist
+    #: are removed from the inbox this long after (app/dicom/inbox_retention.py); 0: kept forever
+    dicom_inbox_retention_days: float = Field(default=7.0, ge=0)
+    #: how often the DICOM inbox (retention) and the planning cache are swept in the background
+    disk_sweep_s: float = Field(default=3600.0, ge=1)
 
     @field_validator("dicom_unmatched_series", mode="before")
     @classmethod

@@ -1,5 +1,6 @@
 """Starting and stopping a service: migrate, sweep the store, warm the workers, resume jobs,
-keep house (:mod:`app.housekeeping`: the sign-in audit flush), and flush the audit at the end.
+keep house (:mod:`app.housekeeping`: the sign-in audit flush, the DICOM inbox retention sweep),
+and flush the sign-in audit at the end.
 
 With ``MVCT_GUIDE_QUEUE=celery`` the service starts no worker processes: it publishes jobs to the
 broker for ``mvct-guide worker`` processes, and several replicas may share one database and data
@@ -99,7 +100,7 @@ def start(ctx: ServiceContext, dicom: DicomService | None = None) -> bool:
         ctx.jobs.start()
     if dicom is not None:  # inbox, grouper; the SCP when dicom_port is set (app/dicom/service.py)
         dicom.start()
-    ctx.housekeeper = Housekeeper(_chores(ctx))
+    ctx.housekeeper = Housekeeper(_chores(ctx, dicom))
     ctx.housekeeper.start()
     return owns_pool
 
@@ -120,15 +121,18 @@ def stop(ctx: ServiceContext, owns_pool: bool, dicom: DicomService | None = None
     ctx.engine.dispose()
 
 
-def _chores(ctx: ServiceContext) -> list[Chore]:
+def _chores(ctx: ServiceContext, dicom: DicomService | None) -> list[Chore]:
     settings = ctx.settings
-    return [
+    chores = [
         Chore(
             "the sign-in audit flush",
             settings.sign_in_audit_flush_s,
             functools.partial(flush_sign_in_audit, ctx),
         ),
     ]
+    if dicom is not None:
+        chores.append(Chore("the DICOM inbox sweep", settings.disk_sweep_s, dicom.sweep_inbox))
+    return chores
 
 
 def _final_audit_flush(ctx: ServiceContext) -> None:

@@ -7,7 +7,8 @@ become the reference of the next MVCT by itself. The physicist then
 
 * assigns it as the planning CT of a new course of its patient (:func:`assign_planning`),
 * assigns it as an MVCT of one of the patient's courses (:func:`assign_mvct`), or
-* discards it (:func:`discard`; the files stay in the inbox, the series is not used).
+* discards it (:func:`discard`; the series is not used, its files leave the inbox after
+  ``dicom_inbox_retention_days``).
 
 Each decision is taken once: the held row is closed with compare-and-set, so two people deciding
 at the same moment get one success and one 409 naming the first decision. Assigning runs the
@@ -157,7 +158,8 @@ def assign_mvct(
 
 
 def discard(ctx: ServiceContext, series_id: int, actor: str, note: str) -> Decision:
-    """The held series is not used (its instances stay in the inbox, counted)."""
+    """The held series is not used (its instances stay in the inbox, counted, until the
+    retention sweep removes them: :mod:`app.dicom.inbox_retention`)."""
     series = _held(ctx, series_id)
     decision = Decision(series_id, "discarded")
     _close(ctx, series, decision, None, actor, note)
