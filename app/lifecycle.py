@@ -1,6 +1,6 @@
 """Starting and stopping a service: migrate, sweep the store, warm the workers, resume jobs,
-keep house (:mod:`app.housekeeping`: the sign-in audit flush, the DICOM inbox retention sweep),
-and flush the sign-in audit at the end.
+keep house (:mod:`app.housekeeping`: the sign-in audit flush, the DICOM inbox retention sweep,
+the planning cache sweep), and flush the sign-in audit at the end.
 
 With ``MVCT_GUIDE_QUEUE=celery`` the service starts no worker processes: it publishes jobs to the
 broker for ``mvct-guide worker`` processes, and several replicas may share one database and data
@@ -24,6 +24,7 @@ from app.db import migrate, record_chain
 from app.db import repository as repo
 from app.db.engine import make_engine, make_session_factory, make_writer_factory
 from app.housekeeping import Chore, Housekeeper
+from app.jobs import planning_cache
 from app.jobs.dispatch import QueueJobs
 from app.jobs.embedded import JobRunner
 from app.jobs.locks import shared_lock
@@ -132,6 +133,13 @@ def _chores(ctx: ServiceContext, dicom: DicomService | None) -> list[Chore]:
     ]
     if dicom is not None:
         chores.append(Chore("the DICOM inbox sweep", settings.disk_sweep_s, dicom.sweep_inbox))
+    chores.append(
+        Chore(
+            "the planning cache sweep",
+            settings.disk_sweep_s,
+            functools.partial(planning_cache.sweep_unreferenced, ctx.store, ctx.sessions),
+        )
+    )
     return chores
 
 
