@@ -40,7 +40,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, func, select, text, update
+from sqlalchemy import ColumnElement, delete, func, select, text, update
 from sqlalchemy.orm import Session
 
 from app.config import Settings
@@ -250,15 +250,7 @@ def flush_audit(
     (the caller commits). Returns how many rows were written; deletes attempts older than
     ``keep`` (longer than the window) that are audited or never settled."""
     now = now or utcnow()
-    minute_start = now.replace(second=0, microsecond=0)
-    until = SignInAttempt.at <= now if include_open_minute else SignInAttempt.at < minute_start
-    rows = session.scalars(
-        select(SignInAttempt).where(
-            SignInAttempt.audited.is_(False),
-            SignInAttempt.state.in_(("failed", "reset", "refused")),
-            until,
-        )
-    ).all()
+    rows = session.scalars(select(SignInAttempt).where(*_to_audit(now, include_open_minute))).all()
     groups: dict[tuple[str, str], list[SignInAttempt]] = defaultdict(list)
     for row in rows:
         groups[(row.username or UNKNOWN_USER, row.at.strftime("%Y-%m-%dT%H:%MZ"))].append(row)
@@ -285,6 +277,23 @@ def flush_audit(
         )
     )
     return len(groups)
+
+
+def audit_pending(session: Session, now: datetime, include_open_minute: bool = False) -> bool:
+    """Whether :func:`flush_audit` has anything to write (a read: no lock, no write)."""
+    query = select(SignInAttempt.id).where(*_to_audit(now, include_open_minute)).limit(1)
+    return session.scalar(query) is not None
+
+
+def _to_audit(now: datetime, include_open_minute: bool) -> tuple[ColumnElement[bool], ...]:
+    """The conditions of the attempts :func:`flush_audit` sums up."""
+    minute_start = now.replace(second=0, microsecond=0)
+    until = SignInAttempt.at <= now if include_open_minute else SignInAttempt.at < minute_start
+    return (
+        SignInAttempt.audited.is_(False),
+        SignInAttempt.state.in_(("failed", "reset", "refused")),
+        until,
+    )
 
 
 def _kept_for(limits: SignInLimits) -> timedelta:
