@@ -62,6 +62,9 @@ class Settings(BaseSettings):
     sign_in_max_failures_per_user: int = Field(default=5, ge=1)
     sign_in_max_failures_per_ip: int = Field(default=20, ge=1)
     sign_in_window_s: float = Field(default=900.0, gt=0)
+    #: how often refused sign-ins of past minutes are written to the audit trail (one row per
+    #: user and minute): each is there at most a minute and this long after it happened
+    sign_in_audit_flush_s: float = Field(default=5.0, gt=0, le=60)
     #: Strict-Transport-Security max-age in seconds; 0: not sent (set it only behind HTTPS)
     hsts_max_age_s: int = Field(default=0, ge=0)
     #: the secret of the record chain (app/record_key.py), at least 32 characters; empty: the key
@@ -107,6 +110,11 @@ class Settings(BaseSettings):
     dicom_max_dataset_mb: float = Field(default=64.0, gt=0)
     dicom_inbox_quota_mb: float = Field(default=20_480.0, gt=0)
     dicom_min_free_mb: float = Field(default=2_048.0, ge=0)
+    #: received files of a series ingested (it is in the image store) or discarded by a physicist
+    #: are removed from the inbox this long after (app/dicom/inbox_retention.py); 0: kept forever
+    dicom_inbox_retention_days: float = Field(default=7.0, ge=0)
+    #: how often the DICOM inbox (retention) and the planning cache are swept in the background
+    disk_sweep_s: float = Field(default=3600.0, ge=1)
 
     @field_validator("dicom_unmatched_series", mode="before")
     @classmethod

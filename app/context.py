@@ -8,6 +8,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.config import Settings
+from app.housekeeping import Housekeeper
 from app.jobs.embedded import Jobs
 from app.jobs.pool import WorkerPool
 from app.storage import ImageStore
@@ -22,3 +23,4 @@ class ServiceContext:
     store: ImageStore
     pool: WorkerPool | None = None
     jobs: Jobs | None = None  #: the embedded JobRunner, or QueueJobs in scale-out mode
+    housekeeper: Housekeeper | None = None  #: the background chores (app/housekeeping.py)

@@ -1,4 +1,6 @@
-"""Starting and stopping a service: migrate, sweep the store, warm the workers, resume jobs.
+"""Starting and stopping a service: migrate, sweep the store, warm the workers, resume jobs,
+keep house (:mod:`app.housekeeping`: the sign-in audit flush, the DICOM inbox retention sweep,
+the planning cache sweep), and flush the sign-in audit at the end.
 
 With ``MVCT_GUIDE_QUEUE=celery`` the service starts no worker processes: it publishes jobs to the
 broker for ``mvct-guide worker`` processes, and several replicas may share one database and data
@@ -21,11 +23,14 @@ from app.context import ServiceContext
 from app.db import migrate, record_chain
 from app.db import repository as repo
 from app.db.engine import make_engine, make_session_factory, make_writer_factory
+from app.housekeeping import Chore, Housekeeper
+from app.jobs import planning_cache
 from app.jobs.dispatch import QueueJobs
 from app.jobs.embedded import JobRunner
 from app.jobs.locks import shared_lock
 from app.jobs.pool import WorkerPool
 from app.record_key import record_key_for
+from app.services.accounts import flush_sign_in_audit
 from app.storage import ImageStore
 
 if TYPE_CHECKING:
@@ -96,10 +101,16 @@ def start(ctx: ServiceContext, dicom: DicomService | None = None) -> bool:
         ctx.jobs.start()
     if dicom is not None:  # inbox, grouper; the SCP when dicom_port is set (app/dicom/service.py)
         dicom.start()
+    ctx.housekeeper = Housekeeper(_chores(ctx, dicom))
+    ctx.housekeeper.start()
     return owns_pool
 
 
 def stop(ctx: ServiceContext, owns_pool: bool, dicom: DicomService | None = None) -> None:
+    if ctx.housekeeper is not None:
+        ctx.housekeeper.stop()
+        ctx.housekeeper = None
+        _final_audit_flush(ctx)
     if dicom is not None:
         dicom.stop()
     if ctx.jobs is not None:
@@ -109,6 +120,35 @@ def stop(ctx: ServiceContext, owns_pool: bool, dicom: DicomService | None = None
         ctx.pool.shutdown()
         ctx.pool = None
     ctx.engine.dispose()
+
+
+def _chores(ctx: ServiceContext, dicom: DicomService | None) -> list[Chore]:
+    settings = ctx.settings
+    chores = [
+        Chore(
+            "the sign-in audit flush",
+            settings.sign_in_audit_flush_s,
+            functools.partial(flush_sign_in_audit, ctx),
+        ),
+    ]
+    if dicom is not None:
+        chores.append(Chore("the DICOM inbox sweep", settings.disk_sweep_s, dicom.sweep_inbox))
+    chores.append(
+        Chore(
+            "the planning cache sweep",
+            settings.disk_sweep_s,
+            functools.partial(planning_cache.sweep_unreferenced, ctx.store, ctx.sessions),
+        )
+    )
+    return chores
+
+
+def _final_audit_flush(ctx: ServiceContext) -> None:
+    """Refused sign-ins of the open minute too: no flush would come for them after this."""
+    try:
+        flush_sign_in_audit(ctx, final=True)
+    except Exception:  # the database is gone: they stay counted and are flushed at next start
+        log.exception("refused sign-ins could not be written to the audit trail at shutdown")
 
 
 def _queue_jobs(ctx: ServiceContext) -> QueueJobs:

@@ -274,12 +274,11 @@ def _users_set_active(args: argparse.Namespace) -> int:
 
 
 def _users_list(args: argparse.Namespace) -> int:
-    from app.services.accounts import list_users
-    from app.services.ratelimit import flush_audit, locked_out_users
+    from app.services.accounts import flush_sign_in_audit, list_users
+    from app.services.ratelimit import locked_out_users
 
     ctx = _session(args)
-    with ctx.writer.begin() as session:
-        flush_audit(session)  # refused sign-ins of past minutes into the audit trail
+    flush_sign_in_audit(ctx)  # refused sign-ins of past minutes, under the lock a service takes
     with ctx.sessions() as session:
         locked = locked_out_users(session, ctx.settings)
         for user in list_users(session):

@@ -107,7 +107,8 @@ def _existing(path: Path) -> Path:
 def backlog_bytes(sessions: sessionmaker[Session]) -> int:
     """Bytes of received instances still waiting: not yet in a series, in a series pending,
     waiting for its course or failed, or held for a physicist. Instances of used, discarded or
-    ignored series are not backlog (their files stay, within ``dicom_min_free_mb``)."""
+    ignored series are not backlog (their files stay within ``dicom_min_free_mb``; those of
+    used and discarded series until :mod:`app.dicom.inbox_retention` removes them)."""
     waiting = [s.value for s in (SeriesState.PENDING, SeriesState.WAITING, SeriesState.FAILED)]
     with sessions() as session:
         total = session.scalar(

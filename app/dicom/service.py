@@ -1,4 +1,5 @@
-"""The DICOM side of one running service: inbox, grouper, SCP (optional), REG sender (optional).
+"""The DICOM side of one running service: inbox, grouper, SCP (optional), REG sender (optional),
+and the inbox retention sweep that :mod:`app.lifecycle` runs every ``disk_sweep_s``.
 
 Built with the app (:func:`app.main.create_app`, settings checked there) and started and stopped
 by :mod:`app.lifecycle` after the database is migrated and the job runner is up.
@@ -12,7 +13,7 @@ from sqlalchemy import select
 
 from app.context import ServiceContext
 from app.db.models_dicom import DicomInstance
-from app.dicom import unassigned
+from app.dicom import inbox_retention, unassigned
 from app.dicom.grouping import InFlight, SeriesGrouper
 from app.dicom.inbox import Inbox
 from app.dicom.quota import InboxQuota, backlog_bytes, watched_paths
@@ -75,6 +76,16 @@ class DicomService:
         decision = unassigned.assign(self.ctx, self.inbox, series_id, as_, course_id, actor, note)
         self.grouper.wake()
         return decision
+
+    def sweep_inbox(self) -> inbox_retention.InboxSweep:
+        """Remove inbox files kept longer than ``dicom_inbox_retention_days`` after their series
+        was ingested or discarded (:mod:`app.dicom.inbox_retention`; 0 days: keep forever)."""
+        days = self.ctx.settings.dicom_inbox_retention_days
+        if not days:
+            return inbox_retention.InboxSweep()
+        swept = inbox_retention.sweep(self.inbox, self.ctx.sessions, days)
+        inbox_retention.audit(self.ctx.writer, swept, days)
+        return swept
 
     def stop(self) -> None:
         if self.scp is not None:

@@ -7,8 +7,8 @@ become the reference of the next MVCT by itself. The physicist then
 
 * assigns it as the planning CT of a new course of its patient (:func:`assign_planning`),
 * assigns it as an MVCT of one of the patient's courses (:func:`assign_mvct`), or
-* discards it (:func:`discard`, with a reason; the files stay in the inbox, the series is not
-  used).
+* discards it (:func:`discard`, with a reason; the series is not used, its files leave the inbox
+  after ``dicom_inbox_retention_days``).
 
 The JSON API (:mod:`app.api.dicom_unassigned`) and the physicists' page (``/dicom/held``,
 :mod:`app.web.routes_held`) both decide through :func:`assign` and :func:`discard`, which check
@@ -258,8 +258,9 @@ def assign_mvct(
 
 
 def discard(ctx: ServiceContext, series_id: int, actor: str, note: str) -> Decision:
-    """The held series is not used (its instances stay in the inbox, counted); ``note``, the
-    reason, is required."""
+    """The held series is not used (its instances stay in the inbox, counted, until the
+    retention sweep removes them: :mod:`app.dicom.inbox_retention`); ``note``, the reason, is
+    required."""
     note = _checked_note(note, required=True)
     series = _held(ctx, series_id)
     decision = Decision(series_id, "discarded")

@@ -9,27 +9,47 @@ spacing, origin, direction). The registration worker writes it the first time a 
 course registers (it has the planning CT in memory then); the review page and the residuals of
 a signed correction read it, so no request rasterises. Written to a temporary name and renamed,
 so a reader sees a whole file or none; a file that cannot be read is rebuilt.
+
+:func:`sweep_unreferenced` (every ``disk_sweep_s``, :mod:`app.lifecycle`) removes the folders of
+planning CTs no ``image_series`` or ``planning_objects`` row names (the service deletes no such
+row; a database re-created or restored from an older backup under the same data directory leaves
+such folders). A folder in which anything changed within the last hour — a staging folder or file
+being written included — is spared, as :mod:`registration.prepared_file` spares its staging
+folders for an hour.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
+import re
+import shutil
+import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import SimpleITK as sitk
+from sqlalchemy.orm import Session, sessionmaker
 
+from app.db import repository as repo
 from app.db.models_planning import PlanningObject
 from app.storage import ImageStore
 from registration.frames import FloatArray
 from registration.rt_raster import BoolArray, rasterize_structure, surface_points_lps_mm
 from registration.rtstruct import StructureSet
 
+log = logging.getLogger(__name__)
+
 CACHE_DIR_NAME = "planning-cache"
+#: a folder changed more recently than this may still be being written: the sweep spares it
+UNREFERENCED_MIN_AGE_S = 3600.0
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+_REMOVING = ".removing-"
 
 
 @dataclass(frozen=True, eq=False)
@@ -137,3 +157,65 @@ def expected_file(store: ImageStore, obj: PlanningObject) -> Path:
     """The stored file of ``obj`` (a path that does not exist when it went missing)."""
     files = store.series_files(obj.content_sha256)
     return files[0] if files else store.series_dir(obj.content_sha256) / "missing.dcm"
+
+
+def sweep_unreferenced(
+    store: ImageStore,
+    sessions: sessionmaker[Session],
+    min_age_s: float = UNREFERENCED_MIN_AGE_S,
+) -> list[str]:
+    """Remove the cache folders of planning CTs no row names (module docstring); their hashes."""
+
+    def referenced() -> set[str]:
+        with sessions() as session:
+            return repo.all_series_hashes(session)
+
+    removed = sweep(store.root.parent / CACHE_DIR_NAME, referenced, min_age_s)
+    if removed:
+        log.info("planning cache: removed %d folder(s) no row names any more", len(removed))
+    return removed
+
+
+def sweep(
+    cache_root: Path, referenced: Callable[[], set[str]], min_age_s: float, now: float | None = None
+) -> list[str]:
+    """Remove the folders under ``cache_root`` named by a hash not in ``referenced()`` whose
+    contents all changed over ``min_age_s`` ago; the hashes removed.
+
+    The folders are listed before ``referenced`` is read: a folder is made only for a planning CT
+    whose row has committed, so a folder listed has its row in what is read next. A folder is
+    renamed away before it is deleted, so a reader sees it whole or not at all.
+    """
+    if not cache_root.is_dir():
+        return []
+    for leftover in cache_root.glob(f"{_REMOVING}*"):  # a sweep that died while deleting
+        shutil.rmtree(leftover, ignore_errors=True)
+    folders = [p for p in cache_root.iterdir() if p.is_dir() and _SHA256.fullmatch(p.name)]
+    if not folders:
+        return []
+    known = referenced()
+    cutoff = (time.time() if now is None else now) - min_age_s
+    removed = []
+    for folder in sorted(folders):
+        if folder.name in known or _newest_change(folder) > cutoff:
+            continue
+        doomed = cache_root / f"{_REMOVING}{folder.name}-{uuid.uuid4().hex}"
+        try:
+            os.rename(folder, doomed)
+        except OSError:  # removed meanwhile (another replica's sweep)
+            continue
+        shutil.rmtree(doomed, ignore_errors=True)
+        removed.append(folder.name)
+    return removed
+
+
+def _newest_change(folder: Path) -> float:
+    """The latest modification time of ``folder`` and of everything in it (inf if unreadable)."""
+    try:
+        newest = folder.stat().st_mtime
+        for parent, names, files in os.walk(folder):
+            for name in (*names, *files):
+                newest = max(newest, os.stat(os.path.join(parent, name)).st_mtime)
+    except OSError:  # something changed under our feet: someone is writing
+        return float("inf")
+    return newest

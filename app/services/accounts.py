@@ -74,6 +74,22 @@ def authenticate(
     return user
 
 
+def flush_sign_in_audit(ctx: ServiceContext, *, final: bool = False) -> int:
+    """Refused sign-ins of the minutes that are over into the audit trail (``final``, at
+    shutdown: of the open minute too); how many ``sign_in_failed`` rows were written. The service
+    calls it every ``sign_in_audit_flush_s`` (:mod:`app.housekeeping`) and when it stops: a
+    read first, so that a quiet service takes no write lock every few seconds."""
+    now = utcnow()
+    with ctx.sessions() as session:
+        if not ratelimit.audit_pending(session, now, include_open_minute=final):
+            return 0
+    with ctx.writer() as session:
+        limits = SignInLimits.of(ctx.settings)
+        written = ratelimit.flush_audit_locked(session, limits, now, final=final)
+        session.commit()
+    return written
+
+
 _dummy: list[str] = []
 
 

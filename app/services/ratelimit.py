@@ -22,7 +22,12 @@ The failure that locks a subject out writes ``sign_in_locked_out`` to the audit 
 sign-ins (wrong password and 429 alike) are audited bounded: :func:`flush_audit` writes one
 ``sign_in_failed`` row per user and minute (``entity_id`` the user name when such a user
 exists, else ``(unknown)``), with ``detail`` ``{"minute", "failures", "refused", "clients"}``,
-once the minute is over (at the next password check, or the CLI's ``users list``). Nothing
+once the minute is over: the service flushes every ``sign_in_audit_flush_s`` (5 s) in the
+background (:func:`flush_audit_locked`), so a refused sign-in is in the audit trail at most a
+minute and a flush period after it, whether or not anyone signs in again; a password check and
+the CLI's ``users list`` flush too. At shutdown the open minute is flushed as well (a replica
+still running may then write a second row for that minute). A flood of guesses under one name,
+or under names of no user, stays one row per minute however often it is flushed. Nothing
 typed is stored: the subject of a name is its SHA-256.
 """
 
@@ -35,7 +40,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, func, select, text, update
+from sqlalchemy import ColumnElement, delete, func, select, text, update
 from sqlalchemy.orm import Session
 
 from app.config import Settings
@@ -116,7 +121,7 @@ def reserve(
     """
     now = now or utcnow()
     lock(session)
-    flush_audit(session, now, keep=max(timedelta(days=1), 2 * timedelta(seconds=limits.window_s)))
+    flush_audit(session, now, keep=_kept_for(limits))
     try:
         check(session, subject, client, limits, now)
     except TooManySignInAttemptsError:
@@ -223,21 +228,29 @@ def _locked_out(
     )
 
 
-def flush_audit(
-    session: Session, now: datetime | None = None, keep: timedelta = timedelta(days=1)
+def flush_audit_locked(
+    session: Session, limits: SignInLimits, now: datetime | None = None, *, final: bool = False
 ) -> int:
-    """Sum up the refused checks of every minute that is over: one ``sign_in_failed`` audit row
-    per user and minute (the caller commits). Returns how many rows were written; deletes
-    attempts older than ``keep`` (longer than the window) that are audited or never settled."""
+    """:func:`flush_audit` under the limit's lock (the background flush; the caller commits).
+
+    ``final`` (at shutdown): the open minute too, up to ``now``."""
+    lock(session)
+    return flush_audit(session, now, keep=_kept_for(limits), include_open_minute=final)
+
+
+def flush_audit(
+    session: Session,
+    now: datetime | None = None,
+    keep: timedelta = timedelta(days=1),
+    *,
+    include_open_minute: bool = False,
+) -> int:
+    """Sum up the refused checks of every minute that is over (``include_open_minute``: and of
+    the minute of ``now``, up to ``now``): one ``sign_in_failed`` audit row per user and minute
+    (the caller commits). Returns how many rows were written; deletes attempts older than
+    ``keep`` (longer than the window) that are audited or never settled."""
     now = now or utcnow()
-    minute_start = now.replace(second=0, microsecond=0)
-    rows = session.scalars(
-        select(SignInAttempt).where(
-            SignInAttempt.audited.is_(False),
-            SignInAttempt.state.in_(("failed", "reset", "refused")),
-            SignInAttempt.at < minute_start,
-        )
-    ).all()
+    rows = session.scalars(select(SignInAttempt).where(*_to_audit(now, include_open_minute))).all()
     groups: dict[tuple[str, str], list[SignInAttempt]] = defaultdict(list)
     for row in rows:
         groups[(row.username or UNKNOWN_USER, row.at.strftime("%Y-%m-%dT%H:%MZ"))].append(row)
@@ -264,6 +277,28 @@ def flush_audit(
         )
     )
     return len(groups)
+
+
+def audit_pending(session: Session, now: datetime, include_open_minute: bool = False) -> bool:
+    """Whether :func:`flush_audit` has anything to write (a read: no lock, no write)."""
+    query = select(SignInAttempt.id).where(*_to_audit(now, include_open_minute)).limit(1)
+    return session.scalar(query) is not None
+
+
+def _to_audit(now: datetime, include_open_minute: bool) -> tuple[ColumnElement[bool], ...]:
+    """The conditions of the attempts :func:`flush_audit` sums up."""
+    minute_start = now.replace(second=0, microsecond=0)
+    until = SignInAttempt.at <= now if include_open_minute else SignInAttempt.at < minute_start
+    return (
+        SignInAttempt.audited.is_(False),
+        SignInAttempt.state.in_(("failed", "reset", "refused")),
+        until,
+    )
+
+
+def _kept_for(limits: SignInLimits) -> timedelta:
+    """How long attempts stay in ``sign_in_attempts``: a day, or twice the window if longer."""
+    return max(timedelta(days=1), 2 * timedelta(seconds=limits.window_s))
 
 
 def _row(

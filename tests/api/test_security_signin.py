@@ -5,17 +5,22 @@ Limits in these tests: 5 failures per user name, 8 per client address, within 15
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import time
+from collections import Counter
+from collections.abc import Iterator, Sequence
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 import service_fixtures as sf
 from service_fixtures import TestClient
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from app.config import Settings
+from app.db.engine import make_engine, make_session_factory
 from app.db.models import AuditEvent, Role, utcnow
+from app.db.models_security import SignInAttempt
 from app.main import create_app
 from app.services import ratelimit
 
@@ -110,3 +115,113 @@ def test_failures_are_audited_with_the_address_never_the_password_or_an_unknown_
     ]
     text = " ".join(f"{e.actor} {e.entity_id} {e.detail}" for e in events)
     assert "hunter2" not in text and "s3cr3t" not in text
+
+
+# --- the background flush: refused sign-ins reach the audit trail with no later request --------
+
+
+def failed_sign_in_rows(sessions: Any) -> Sequence[AuditEvent]:
+    with sessions() as session:
+        return session.scalars(
+            select(AuditEvent).where(AuditEvent.action == "sign_in_failed").order_by(AuditEvent.id)
+        ).all()
+
+
+def totals(events: Sequence[AuditEvent]) -> dict[str, tuple[int, int]]:
+    """User → (failures, refused) summed over its rows."""
+    summed: dict[str, tuple[int, int]] = {}
+    for e in events:
+        failures, refused = summed.get(e.entity_id, (0, 0))
+        summed[e.entity_id] = (failures + e.detail["failures"], refused + e.detail["refused"])
+    return summed
+
+
+def assert_one_row_per_user_and_minute(events: Sequence[AuditEvent]) -> None:
+    per_minute = Counter((e.entity_id, e.detail["minute"]) for e in events)
+    assert max(per_minute.values()) == 1, per_minute
+
+
+def end_the_minute_of_every_attempt(client: TestClient) -> None:
+    """Move every attempt into a minute that is over (as if that minute had passed)."""
+    ctx = client.app.state.context  # type: ignore[attr-defined]
+    with ctx.writer() as session:
+        session.execute(
+            update(SignInAttempt).values(at=utcnow().replace(second=30) - timedelta(minutes=2))
+        )
+        session.commit()
+
+
+def wait_for_rows(sessions: Any, n_attempts: int, timeout_s: float = 10.0) -> Sequence[AuditEvent]:
+    """The ``sign_in_failed`` rows once they count ``n_attempts`` (bounded; not a timing check)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        events = failed_sign_in_rows(sessions)
+        counted = sum(e.detail["failures"] + e.detail["refused"] for e in events)
+        if counted >= n_attempts or time.monotonic() > deadline:
+            return events
+        time.sleep(0.05)
+
+
+@pytest.fixture
+def flushed(tmp_path: Path, database_url: str) -> Iterator[TestClient]:
+    """The app flushing the sign-in audit every 0.1 s."""
+    settings = sf.make_settings(
+        tmp_path,
+        database_url,
+        sign_in_max_failures_per_user=5,
+        sign_in_max_failures_per_ip=1000,
+        sign_in_audit_flush_s=0.1,
+    )
+    with TestClient(create_app(settings), client=("192.0.2.10", 50000)) as client:
+        sf.add_person(client, "ana", Role.THERAPIST, PASSWORD)
+        yield client
+
+
+def test_refused_sign_ins_reach_the_audit_trail_once_their_minute_is_over_with_no_request(
+    flushed: TestClient,
+) -> None:
+    """No password check and no ``users list`` after the attempts: the service's own flush."""
+    codes = [courses(flushed, "ana", f"wrong {i}") for i in range(7)]
+    codes += [courses(flushed, name, "wrong") for name in ("nobody", "mallory")]
+    assert codes == [401] * 5 + [429] * 2 + [401] * 2
+    end_the_minute_of_every_attempt(flushed)
+
+    events = wait_for_rows(flushed.app.state.context.sessions, n_attempts=9)  # type: ignore[attr-defined]
+
+    assert totals(events) == {"ana": (5, 2), "(unknown)": (2, 0)}
+    assert_one_row_per_user_and_minute(events)
+
+
+def test_a_flood_of_refused_sign_ins_stays_one_audit_row_per_user_and_minute(
+    flushed: TestClient,
+) -> None:
+    """40 tries under one name and 40 under names of no user, flushed every 0.1 s meanwhile."""
+    codes = [courses(flushed, "ana", "guess") for _ in range(40)]
+    codes += [courses(flushed, f"guess-{i}", "guess") for i in range(40)]
+    assert codes.count(429) == 35 and codes.count(401) == 45
+    end_the_minute_of_every_attempt(flushed)
+
+    events = wait_for_rows(flushed.app.state.context.sessions, n_attempts=80)  # type: ignore[attr-defined]
+
+    assert totals(events) == {"ana": (5, 35), "(unknown)": (40, 0)}
+    assert_one_row_per_user_and_minute(events)
+    assert len(events) <= 4, "80 refused sign-ins within a minute or two: at most 2 rows each"
+
+
+def test_stopping_the_service_writes_the_refused_sign_ins_of_the_open_minute(
+    tmp_path: Path, database_url: str
+) -> None:
+    """The periodic flush is 60 s away and no minute needs to end: only the shutdown flush can
+    write the last attempt."""
+    settings = sf.make_settings(tmp_path, database_url, sign_in_audit_flush_s=60)
+    with TestClient(create_app(settings), client=("192.0.2.10", 50000)) as client:
+        sf.add_person(client, "ana", Role.THERAPIST, PASSWORD)
+        assert [courses(client, "ana", "wrong"), courses(client, "ben", "wrong")] == [401, 401]
+
+    engine = make_engine(settings.resolved_database_url())
+    try:
+        events = failed_sign_in_rows(make_session_factory(engine))
+    finally:
+        engine.dispose()
+    assert totals(events) == {"ana": (1, 0), "(unknown)": (1, 0)}
+    assert_one_row_per_user_and_minute(events)
