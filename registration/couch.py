@@ -85,6 +85,11 @@ class CouchCorrection:
             raise ValueError(f"couch correction without {', '.join(missing)}: got {dict(values)}")
         return cls(*(float(values[axis]) for axis in cls.AXES))
 
+    @classmethod
+    def from_attributes(cls, source: object) -> CouchCorrection:
+        """From any object with the six axes as attributes (a table row's columns)."""
+        return cls(*(float(getattr(source, axis)) for axis in cls.AXES))
+
     @property
     def translation(self) -> IecTableVector:
         return IecTableVector(self.lateral_mm, self.longitudinal_mm, self.vertical_mm)

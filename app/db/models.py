@@ -401,14 +401,7 @@ class RegistrationResult(Base):
     @property
     def couch_correction(self) -> CouchCorrection:
         """The proposed couch correction (IEC 61217 table axes), from its columns."""
-        return CouchCorrection(
-            self.lateral_mm,
-            self.longitudinal_mm,
-            self.vertical_mm,
-            self.pitch_deg,
-            self.roll_deg,
-            self.yaw_deg,
-        )
+        return CouchCorrection.from_attributes(self)
 
 
 class AuditEvent(Base):

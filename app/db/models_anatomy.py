@@ -100,11 +100,4 @@ class QaOffset(Base):
     @property
     def applied(self) -> CouchCorrection:
         """The couch offset applied to the phantom (IEC 61217 table axes, mm and degrees)."""
-        return CouchCorrection(
-            self.lateral_mm,
-            self.longitudinal_mm,
-            self.vertical_mm,
-            self.pitch_deg,
-            self.roll_deg,
-            self.yaw_deg,
-        )
+        return CouchCorrection.from_attributes(self)

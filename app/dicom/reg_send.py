@@ -30,7 +30,7 @@ from app.db.models_dicom import DicomRegExport
 from app.db.models_signoff import Decision, Signoff
 from app.dicom import DicomError
 from app.dicom.reg_export import RegFile, reg_for_fraction
-from app.dicom.reg_withdraw import withdraw_due
+from app.dicom.reg_withdraw import record_attempt, withdraw_due
 
 log = logging.getLogger(__name__)
 ACTOR = "system:dicom-export"
@@ -190,11 +190,7 @@ class RegSender:
                     attempts=0,
                 )
                 session.add(row)
-            row.sop_instance_uid = uid
-            row.status = "failed" if error else "sent"
-            row.attempts += 1
-            row.error = error
-            row.updated_at = utcnow()
+            record_attempt(row, uid, error)
             session.flush()
             repo.record_audit(
                 session,

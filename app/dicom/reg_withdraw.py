@@ -222,11 +222,7 @@ def _record(
             row = DicomRegWithdrawal(reg_export_id=export_id, attempts=0)
             session.add(row)
         row.superseded_by_signoff_id = latest_id
-        row.sop_instance_uid = uid
-        row.status = "failed" if error else "sent"
-        row.attempts += 1
-        row.error = error
-        row.updated_at = utcnow()
+        record_attempt(row, uid, error)
         session.flush()
         repo.record_audit(
             session,
@@ -244,3 +240,12 @@ def _record(
             },
         )
         session.commit()
+
+
+def record_attempt(row: DicomRegExport | DicomRegWithdrawal, uid: str, error: str | None) -> None:
+    """One more try at sending ``row``'s REG object (``uid``): sent, or failed with ``error``."""
+    row.sop_instance_uid = uid
+    row.status = "failed" if error else "sent"
+    row.attempts += 1
+    row.error = error
+    row.updated_at = utcnow()

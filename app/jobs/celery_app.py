@@ -75,26 +75,19 @@ def make_celery(settings: Settings) -> Celery:
 
 def publisher(app: Celery, queue: str) -> Any:
     """``publish(job_id)`` for :class:`app.jobs.dispatch.QueueJobs` (retries a broken link)."""
-
-    def publish(job_id: int) -> None:
-        app.send_task(
-            TASK_NAME,
-            args=[job_id],
-            queue=queue,
-            retry=True,
-            retry_policy={"max_retries": 2, "interval_start": 0.2, "interval_step": 0.5},
-        )
-
-    return publish
+    return _sender(app, TASK_NAME, queue)
 
 
 def preparation_publisher(app: Celery, queue: str) -> Any:
     """``publish(planning_sha256)``: have a worker prepare a new course's planning CT."""
+    return _sender(app, PREPARE_TASK_NAME, queue)
 
-    def publish(planning_sha256: str) -> None:
+
+def _sender(app: Celery, task_name: str, queue: str) -> Any:
+    def publish(argument: int | str) -> None:
         app.send_task(
-            PREPARE_TASK_NAME,
-            args=[planning_sha256],
+            task_name,
+            args=[argument],
             queue=queue,
             retry=True,
             retry_policy={"max_retries": 2, "interval_start": 0.2, "interval_step": 0.5},

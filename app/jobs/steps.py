@@ -91,14 +91,7 @@ def take_over(
     row = result.first()
     if row is None:
         return None
-    repo.record_audit(
-        session,
-        actor=ACTOR,
-        action="requeued",
-        entity="fraction",
-        entity_id=job.fraction_id,
-        detail={"job_id": job_id, "attempts": lost, "reason": reason},
-    )
+    _audit_requeued(session, job, lost, reason)
     task = task_for(session, store, job_id)
     return None if task is None else Claimed(job_id, int(row[0]), task)
 
@@ -283,17 +276,8 @@ def requeue_orphans(
                     500,
                 )
             elif repo.requeue_job(session, job_id, job.attempts):
-                repo.record_audit(
-                    session,
-                    actor=ACTOR,
-                    action="requeued",
-                    entity="fraction",
-                    entity_id=job.fraction_id,
-                    detail={
-                        "job_id": job_id,
-                        "attempts": job.attempts,
-                        "reason": "marked running, but no worker was running it",
-                    },
+                _audit_requeued(
+                    session, job, job.attempts, "marked running, but no worker was running it"
                 )
                 requeued.append(job_id)
         session.commit()
@@ -397,3 +381,14 @@ def _store_result(session: Session, job: Job, attempt: int, outcome: TaskOutcome
         },
     )
     session.commit()
+
+
+def _audit_requeued(session: Session, job: Job, lost_attempts: int, reason: str) -> None:
+    repo.record_audit(
+        session,
+        actor=ACTOR,
+        action="requeued",
+        entity="fraction",
+        entity_id=job.fraction_id,
+        detail={"job_id": job.id, "attempts": lost_attempts, "reason": reason},
+    )

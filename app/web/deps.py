@@ -3,19 +3,24 @@
 from __future__ import annotations
 
 import inspect
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, overload
 from urllib.parse import quote
 
 from fastapi import Depends, Form, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.templating import Jinja2Templates
+from sqlalchemy.orm import Session
 
 from app.config import Settings
 from app.context import ServiceContext
+from app.db.models import User
 from app.deps import ContextDep
-from app.permissions import Action, may
+from app.errors import ServiceError
+from app.permissions import Action, may, roles_for
 from app.web import sessions
 from app.web.sessions import PAGE_ROLES, Viewer
 from registration.couch import CouchCorrection
@@ -115,6 +120,35 @@ DataViewer = Annotated[Viewer, Depends(data_viewer)]
 
 def can_sign(viewer: Viewer) -> bool:
     return may(viewer.role, Action.SIGN_OFF)
+
+
+def check_form(
+    viewer: Viewer, token: str, max_age_s: float, action: Action, refused: str | None = None
+) -> User:
+    """The person behind a page's form, once its CSRF token is valid and their role may
+    ``action``; else a 403 in words (``refused``, or one naming the roles that may)."""
+    if not sessions.csrf_valid(viewer, token, max_age_s):
+        raise WebRefusalError(403, "the form has expired (CSRF check failed): reload the page")
+    if not may(viewer.role, action) or viewer.user is None:
+        names = " or ".join(r.value for r in roles_for(action))
+        raise WebRefusalError(403, refused or f"only a {names} can do this (you are {viewer.role})")
+    return viewer.user
+
+
+async def call_service(
+    ctx: ServiceContext, work: Callable[[Session], Any], *, writer: bool = False
+) -> Any:
+    """``work(session)`` in the thread pool (a writer session when it writes); a service's
+    refusal becomes the page's refusal, with its status and words."""
+
+    def run() -> Any:
+        with ctx.writer() if writer else ctx.sessions() as db:
+            return work(db)
+
+    try:
+        return await run_in_threadpool(run)
+    except ServiceError as exc:
+        raise WebRefusalError(exc.status_code, exc.detail) from None
 
 
 @overload

@@ -3,20 +3,16 @@ the offset entry, the acknowledgement of a failed scan, and the monthly export."
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import date, timedelta
 from typing import Annotated, Any
 from urllib.parse import quote
 
 from fastapi import APIRouter, Form, Path, Query, Request
-from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 from sqlalchemy.orm import Session
 
-from app.context import ServiceContext
 from app.deps import MAX_ID, ContextDep
-from app.errors import ServiceError
-from app.permissions import Action, may, roles_for
+from app.permissions import Action, may
 from app.services import daily_qa, qa_export, qa_verdict
 from app.web import sessions
 from app.web.deps import (
@@ -26,11 +22,12 @@ from app.web.deps import (
     PageViewer,
     WebRefusalError,
     WebSettingsDep,
+    call_service,
+    check_form,
     page,
 )
 from app.web.line_plot import Level, Sample, line_svg
 from app.web.review import AXIS_LABELS
-from app.web.sessions import Viewer
 from registration.couch import CouchCorrection
 
 router = APIRouter(include_in_schema=False)
@@ -39,21 +36,9 @@ FractionId = Annotated[int, Path(ge=1, le=MAX_ID)]
 DAYS_SHOWN = 30
 
 
-def _run(ctx: ServiceContext, work: Callable[[Session], Any], writer: bool = False) -> Any:
-    with ctx.writer() if writer else ctx.sessions() as db:
-        return work(db)
-
-
-async def _call(ctx: ServiceContext, work: Callable[[Session], Any], writer: bool = False) -> Any:
-    try:
-        return await run_in_threadpool(_run, ctx, work, writer)
-    except ServiceError as exc:
-        raise WebRefusalError(exc.status_code, exc.detail) from None
-
-
 @router.get("/qa")
 async def qa_index(request: Request, ctx: ContextDep, viewer: PageViewer) -> Response:
-    courses = await _call(ctx, daily_qa.all_qa_courses)
+    courses = await call_service(ctx, daily_qa.all_qa_courses)
     if len(courses) == 1:
         target = f"/qa/{quote(courses[0].machine, safe='')}"
         return Response(status_code=303, headers={"Location": target, **SECURITY_HEADERS})
@@ -101,7 +86,7 @@ def _machine_context(db: Session, machine: str) -> dict[str, Any]:
 async def qa_page(
     request: Request, machine: Machine, ctx: ContextDep, viewer: PageViewer
 ) -> Response:
-    context = await _call(ctx, lambda db: _machine_context(db, machine))
+    context = await call_service(ctx, lambda db: _machine_context(db, machine))
     context.update(
         viewer=viewer.user,
         csrf_token=sessions.csrf_token(viewer),
@@ -109,14 +94,6 @@ async def qa_page(
         can_enter_offset=may(viewer.role, Action.ENTER_QA_OFFSET),
     )
     return page(request, "qa.html", context)
-
-
-def _check_form(viewer: Viewer, token: str, max_age_s: float, action: Action) -> None:
-    if not sessions.csrf_valid(viewer, token, max_age_s):
-        raise WebRefusalError(403, "the form has expired (CSRF check failed): reload the page")
-    if not may(viewer.role, action) or viewer.user is None:
-        names = " or ".join(r.value for r in roles_for(action))
-        raise WebRefusalError(403, f"only a {names} can do this (you are {viewer.role})")
 
 
 def _back(machine: str) -> Response:
@@ -135,12 +112,13 @@ async def qa_enter_offset(
     csrf_token: Annotated[str, Form(max_length=1000)] = "",
 ) -> Response:
     """The couch offset APPLIED to the phantom for this scan (IEC mm and degrees)."""
-    _check_form(viewer, csrf_token, settings.max_age_seconds, Action.ENTER_QA_OFFSET)
+    user = check_form(viewer, csrf_token, settings.max_age_seconds, Action.ENTER_QA_OFFSET)
     values = axes.numbers(daily_qa.MAX_OFFSET_MM, daily_qa.MAX_OFFSET_DEG, default=0.0)
-    assert viewer.user is not None
-    actor = f"web:{viewer.user.username}"
+    actor = f"web:{user.username}"
     offset = CouchCorrection(*values)
-    await _call(ctx, lambda db: daily_qa.record_offset(db, fraction_id, offset, actor), True)
+    await call_service(
+        ctx, lambda db: daily_qa.record_offset(db, fraction_id, offset, actor), writer=True
+    )
     return _back(machine)
 
 
@@ -154,11 +132,11 @@ async def qa_acknowledge(
     csrf_token: Annotated[str, Form(max_length=1000)] = "",
     note: Annotated[str, Form(max_length=2000)] = "",
 ) -> Response:
-    _check_form(viewer, csrf_token, settings.max_age_seconds, Action.MANAGE_QA)
-    user = viewer.user
-    assert user is not None
+    user = check_form(viewer, csrf_token, settings.max_age_seconds, Action.MANAGE_QA)
     actor = f"web:{user.username}"
-    await _call(ctx, lambda db: daily_qa.acknowledge_qa(db, fraction_id, user, note, actor), True)
+    await call_service(
+        ctx, lambda db: daily_qa.acknowledge_qa(db, fraction_id, user, note, actor), writer=True
+    )
     return _back(machine)
 
 
@@ -172,7 +150,7 @@ async def qa_export_file(
 ) -> Response:
     if not may(viewer.role, Action.MANAGE_QA):
         raise WebRefusalError(403, "the monthly QA export is for physicists")
-    document = await _call(ctx, lambda db: qa_export.monthly(db, machine, month, format))
+    document = await call_service(ctx, lambda db: qa_export.monthly(db, machine, month, format))
     return Response(
         document.content,
         media_type=document.media_type,

@@ -13,7 +13,7 @@ from app.context import ServiceContext
 from app.db import repository as repo
 from app.deps import MAX_ID, ContextDep, client_address
 from app.errors import NotFoundError, ServiceError
-from app.permissions import Action, may
+from app.permissions import Action
 from app.schemas.signoff import MAX_ANGLE_DEG, MAX_SHIFT_MM, signoff_public
 from app.services import anatomy
 from app.services.signoff import SignRequest, sign
@@ -25,7 +25,9 @@ from app.web.deps import (
     PageViewer,
     WebRefusalError,
     WebSettingsDep,
+    call_service,
     can_sign,
+    check_form,
     page,
 )
 from app.web.review import review_context
@@ -197,20 +199,19 @@ async def review_anatomy_acknowledgement(
     note: Annotated[str, Form(max_length=2000)] = "",
 ) -> Response:
     """A physician acknowledges the anatomy-change alert with a note; back to the page."""
-    if not sessions.csrf_valid(viewer, csrf_token, settings.max_age_seconds):
-        raise WebRefusalError(403, "the form has expired (CSRF check failed): reload the page")
-    if not may(viewer.role, Action.ACKNOWLEDGE_ANATOMY) or viewer.user is None:
-        raise WebRefusalError(403, "only a physician can acknowledge an anatomy-change alert")
-    user = viewer.user
-
-    def run() -> None:
-        with ctx.writer() as db:
-            anatomy.acknowledge_anatomy(db, fraction_id, user, note, f"web:{user.username}")
-
-    try:
-        await run_in_threadpool(run)
-    except ServiceError as exc:
-        raise WebRefusalError(exc.status_code, exc.detail) from None
+    user = check_form(
+        viewer,
+        csrf_token,
+        settings.max_age_seconds,
+        Action.ACKNOWLEDGE_ANATOMY,
+        refused="only a physician can acknowledge an anatomy-change alert",
+    )
+    actor = f"web:{user.username}"
+    await call_service(
+        ctx,
+        lambda db: anatomy.acknowledge_anatomy(db, fraction_id, user, note, actor),
+        writer=True,
+    )
     return Response(
         status_code=303,
         headers={"Location": f"/review/{fraction_id}#anatomy", **SECURITY_HEADERS},

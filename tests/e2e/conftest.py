@@ -6,8 +6,6 @@ downloads one. Screenshots go to ``artifacts/e2e/`` (git-ignored) for people to 
 
 from __future__ import annotations
 
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,7 +21,7 @@ from e2e_support import (
     PHYSICIAN,
     THERAPIST,
     LiveServer,
-    free_port,
+    serving,
 )
 
 from app.db.models import Role
@@ -47,34 +45,20 @@ def browser() -> Iterator[Any]:
 @pytest.fixture(scope="session")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     """The service (no registration workers) on a free port, with people and a console key."""
-    import uvicorn
-
     series = sf.samples(tmp_path_factory.mktemp("series"))
     root = tmp_path_factory.mktemp("e2e")
     (root / "db").mkdir()
     url = f"sqlite:///{root / 'db' / 'e2e.sqlite3'}"
     app = create_app(sf.make_settings(root, url, worklist_poll_seconds=1))
-    port = free_port()
-    uv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=uv.run, name="e2e-uvicorn", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 60
-    while not uv.started:
-        assert time.monotonic() < deadline and thread.is_alive(), "the server did not start"
-        time.sleep(0.05)
     ctx = app.state.context
     people = ((PHYSICIAN, Role.PHYSICIAN), (THERAPIST, Role.THERAPIST))
     from app.services.accounts import add_user
 
-    with ctx.writer.begin() as session:
-        for (username, full_name), role in people:
-            add_user(session, username, role, full_name, PASSWORD, "test")
-    live = LiveServer(f"http://127.0.0.1:{port}", app, review_data.console_key(ctx), series)
-    try:
-        yield live
-    finally:
-        uv.should_exit = True
-        thread.join(timeout=10)
+    with serving(app) as base_url:  # the service's start-up makes the tables
+        with ctx.writer.begin() as session:
+            for (username, full_name), role in people:
+                add_user(session, username, role, full_name, PASSWORD, "test")
+        yield LiveServer(base_url, app, review_data.console_key(ctx), series)
 
 
 @pytest.fixture

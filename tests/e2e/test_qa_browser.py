@@ -13,8 +13,6 @@ from __future__ import annotations
 import csv
 import dataclasses
 import io
-import threading
-import time
 from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
@@ -24,7 +22,7 @@ import httpx
 import pytest
 import review_data
 import service_fixtures as sf
-from e2e_support import PASSWORD, LiveServer, free_port, sign_in
+from e2e_support import PASSWORD, LiveServer, serving, sign_in
 
 from app.db.models import Role
 from app.db.models_anatomy import FractionFigures
@@ -52,29 +50,16 @@ ENTERED = "5,-3,2"
 @pytest.fixture(scope="module")
 def qa_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LiveServer, list[int]]]:
     """A server of its own (no workers) with a QA course and two judged scans."""
-    import uvicorn
-
     root = tmp_path_factory.mktemp("qa-e2e")
     (root / "db").mkdir()
     app = create_app(sf.make_settings(root, f"sqlite:///{root / 'db' / 'qa.sqlite3'}"))
-    port = free_port()
-    uv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=uv.run, name="qa-e2e-uvicorn", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 60
-    while not uv.started:
-        assert time.monotonic() < deadline and thread.is_alive(), "the server did not start"
-        time.sleep(0.05)
     ctx = app.state.context
-    with ctx.writer.begin() as session:
-        add_user(session, PHYSICIST[0], Role.PHYSICIST, PHYSICIST[1], PASSWORD, "test")
-        add_user(session, PHYSICIAN[0], Role.PHYSICIAN, PHYSICIAN[1], PASSWORD, "test")
-    server = LiveServer(f"http://127.0.0.1:{port}", app, review_data.console_key(ctx), None)  # type: ignore[arg-type]
-    try:
+    with serving(app) as base_url:  # the service's start-up makes the tables
+        with ctx.writer.begin() as session:
+            add_user(session, PHYSICIST[0], Role.PHYSICIST, PHYSICIST[1], PASSWORD, "test")
+            add_user(session, PHYSICIAN[0], Role.PHYSICIAN, PHYSICIAN[1], PASSWORD, "test")
+        server = LiveServer(base_url, app, review_data.console_key(ctx), None)  # type: ignore[arg-type]
         yield server, _scans(server, root)
-    finally:
-        uv.should_exit = True
-        thread.join(timeout=10)
 
 
 def _scans(server: LiveServer, root: Path) -> list[int]:

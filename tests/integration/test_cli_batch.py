@@ -3,28 +3,12 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from cli_support import ISO, SAMPLES, TRUTH, run
 
 from app.cli.batch import MvctSource, expand_mvct_sources, worst_status
-
-ROOT = Path(__file__).resolve().parents[2]
-SAMPLES = ROOT / "sample_images"
-TRUTH = json.loads((SAMPLES / "truth.json").read_text())
-ISO = ",".join(str(v) for v in TRUTH["isocenter_lps_mm"])
-
-
-def run(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "app.cli", *args],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=600,
-    )
 
 
 def test_the_worst_status_wins_with_refused_worse_than_untrusted() -> None:

@@ -4,27 +4,12 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-
-ROOT = Path(__file__).resolve().parents[2]
-SAMPLES = ROOT / "sample_images"
-TRUTH = json.loads((SAMPLES / "truth.json").read_text())
-ISO = ",".join(str(v) for v in TRUTH["isocenter_lps_mm"])
+from cli_support import ISO, ROOT, SAMPLES, TRUTH, run
 
 pytestmark = pytest.mark.slow
-
-
-def run(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "app.cli", *args],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=300,
-    )
 
 
 def test_register_prints_one_json_object_with_the_known_correction() -> None:
